@@ -1,0 +1,38 @@
+"""The bottleneck contract shared by every variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class BottleneckOutput:
+    """What every bottleneck returns."""
+
+    z: torch.Tensor  # (B, d) the code passed to the decoder (a sample for stochastic bottlenecks)
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample loss terms (B,), weighted in YAML
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)  # scalars to log, never part of the loss
+
+
+class Bottleneck(nn.Module):
+    """Base class: `forward` codes features; `embed` gives the deterministic code used for embeddings."""
+
+    terms: tuple[str, ...] = ()  # names of the loss terms this bottleneck emits
+
+    def __init__(self, in_features: int, latent_dim: int) -> None:
+        super().__init__()
+        self.in_features, self.latent_dim = in_features, latent_dim
+
+    def forward(self, h: torch.Tensor) -> BottleneckOutput:
+        raise NotImplementedError
+
+    def embed(self, h: torch.Tensor) -> torch.Tensor:
+        """The code of `h` without sampling noise (the posterior mean for stochastic bottlenecks)."""
+        return self.forward(h).z
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        """`n` codes from the prior; only generative bottlenecks have one."""
+        raise NotImplementedError(f"{type(self).__name__} has no prior to sample from")

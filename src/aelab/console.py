@@ -1,0 +1,23 @@
+"""The end-of-run CLI output: a rich table of final metrics and how to look at the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_result(title: str, result: dict, run_folder: Path, wandb_dir: Path | None) -> None:
+    console = Console()
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in sorted(result["metrics"].items()):
+        table.add_row(key, f"{value:.5g}")
+    console.print(table)
+    console.print(f"state: {result['state']}   wall time: {result['wall_time_s']:.1f} s   run folder: {run_folder}", soft_wrap=True)
+    if wandb_dir is not None:
+        console.print(f"look at it locally:  wandb leet {wandb_dir.parent}", soft_wrap=True)
+        if wandb_dir.name.startswith("offline-run"):
+            console.print(f"upload it to W&B:    wandb sync {wandb_dir}", soft_wrap=True)

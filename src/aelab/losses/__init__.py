@@ -1,0 +1,1 @@
+"""Reconstruction likelihoods and penalties that need the networks."""

@@ -1,0 +1,1 @@
+"""Evaluation metrics beyond the per-step reconstruction ones."""

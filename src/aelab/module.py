@@ -1,0 +1,112 @@
+"""AutoencoderModule: the only LightningModule. Encoder + bottleneck + decoder + weighted loss terms."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
+from aelab.errors import ConfigError
+from aelab.losses.likelihood import Likelihood
+from aelab.metrics.reconstruction import reconstruction_metrics
+
+EVAL_STAGES = ("val", "test")
+
+
+class AutoencoderModule(pl.LightningModule):
+    """Loss = mean over the batch of [ -log p(target|z) + sum_k weights[k] * terms[k] ]."""
+
+    def __init__(
+        self,
+        name: str,
+        arch: str,
+        latent_dim: int,
+        in_shape: list[int],
+        encoder: nn.Module,
+        decoder: nn.Module,
+        bottleneck: Callable[..., Bottleneck],
+        likelihood: Likelihood,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        loss_weights: dict[str, float] | None = None,
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ConfigError(f"model.latent_dim must be a positive integer, got {latent_dim!r}")
+        self.save_hyperparameters(ignore=["encoder", "decoder", "bottleneck", "likelihood", "optimizer", "scheduler"],
+                                  logger=False)
+        self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
+        self.bottleneck = bottleneck(in_features=encoder.out_dim, latent_dim=latent_dim)
+        self.loss_weights = dict(loss_weights or {})
+        unknown = sorted(set(self.loss_weights) - set(self.bottleneck.terms))
+        if unknown:
+            raise ConfigError(f"model.loss_weights names {unknown}, which {type(self.bottleneck).__name__} does not "
+                              f"emit; it emits {list(self.bottleneck.terms) or 'no terms'}")
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        image = len(in_shape) == 3  # (C, H, W) gets SSIM too
+        self.metrics = nn.ModuleDict({s: reconstruction_metrics(f"{s}/", image=image) for s in EVAL_STAGES})
+
+    # ---- the API that callbacks, metrics and evaluation use -------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic code (B, d) of inputs (B, *shape)."""
+        return self.bottleneck.embed(self.encoder(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstruction (the likelihood's mean) of codes (B, d)."""
+        return self.likelihood.mean(self.decoder(z))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def sample(self, n: int) -> torch.Tensor:
+        """`n` new examples decoded from the bottleneck's prior."""
+        return self.decode(self.bottleneck.sample_prior(n))
+
+    def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8) -> torch.Tensor:
+        """Decode straight lines between the codes of x0 and x1: (B, *shape) x 2 -> (B, steps, *shape)."""
+        z0, z1 = self.encode(x0), self.encode(x1)
+        t = torch.linspace(0, 1, steps, device=z0.device).view(1, steps, 1)
+        z = (1 - t) * z0.unsqueeze(1) + t * z1.unsqueeze(1)  # (B, steps, d)
+        return self.decode(z.flatten(0, 1)).unflatten(0, (len(x0), steps))
+
+    # ---- training -------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, BottleneckOutput]:
+        """Decoder output (likelihood parameters) and the bottleneck's output for inputs x."""
+        b = self.bottleneck(self.encoder(x))
+        return self.decoder(b.z), b
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        out, b = self(batch["x"])
+        recon = self.likelihood.nll(out, batch["target"])  # (B,)
+        loss = recon.mean() + sum(w * b.terms[k].mean() for k, w in self.loss_weights.items())
+        logs = {"loss": loss, "recon": recon.mean()}
+        logs.update({k: v.mean() for k, v in b.terms.items()})
+        logs.update(b.stats)
+        if "kl" in b.terms:  # the ELBO always uses weight 1 on the KL, whatever beta the loss uses
+            logs["elbo"] = -(recon + b.terms["kl"]).mean()
+        on_step = stage == "train"
+        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_step=on_step, on_epoch=True,
+                      batch_size=len(out), prog_bar=False)
+        if stage in EVAL_STAGES:
+            self.metrics[stage].update(self.reconstruct(batch["x"]), batch["target"])
+            self.log_dict(self.metrics[stage], on_epoch=True)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
+                                                         "monitor": "val/loss"}}

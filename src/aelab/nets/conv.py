@@ -1,0 +1,65 @@
+"""Strided-conv encoder and transposed-conv decoder; spatial sizes follow the data's declared shape."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from aelab.errors import ConfigError
+
+
+def downsampled_sizes(size: int, n: int) -> list[int]:
+    """Spatial size after each of `n` stride-2 convs (kernel 3, padding 1): s -> floor((s - 1) / 2) + 1."""
+    sizes = [size]
+    for _ in range(n):
+        if sizes[-1] < 2:
+            raise ConfigError(f"conv: {n} stride-2 layers are too many for an input of size {size} "
+                              f"(it reaches 1 after {len(sizes) - 1}); use fewer model.encoder.channels")
+        sizes.append((sizes[-1] - 1) // 2 + 1)
+    return sizes
+
+
+class ConvEncoder(nn.Module):
+    """One stride-2 conv + activation per entry of `channels`, then flatten: `out_dim = C_last * h * w`."""
+
+    def __init__(self, in_shape: list[int], channels: list[int], activation: Callable[[], nn.Module]) -> None:
+        super().__init__()
+        if len(in_shape) != 3:
+            raise ConfigError(f"conv needs image data (C, H, W), got data.shape={list(in_shape)}; use model/arch=mlp")
+        c, h, w = in_shape
+        hs, ws = downsampled_sizes(h, len(channels)), downsampled_sizes(w, len(channels))
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip([c, *channels[:-1]], channels):
+            layers += [nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1), activation()]
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        self.out_dim = channels[-1] * hs[-1] * ws[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, C, H, W) -> (B, C_last * h * w)
+
+
+class ConvDecoder(nn.Module):
+    """Linear to the encoder's last feature map, then transposed convs that restore the exact sizes."""
+
+    def __init__(self, out_shape: list[int], latent_dim: int, channels: list[int], activation: Callable[[], nn.Module]) -> None:
+        super().__init__()
+        if len(out_shape) != 3:
+            raise ConfigError(f"conv needs image data (C, H, W), got data.shape={list(out_shape)}; use model/arch=mlp")
+        c, h, w = out_shape
+        hs, ws = downsampled_sizes(h, len(channels)), downsampled_sizes(w, len(channels))
+        self.start = (channels[-1], hs[-1], ws[-1])
+        layers: list[nn.Module] = [nn.Linear(latent_dim, math.prod(self.start)), activation(), nn.Unflatten(1, self.start)]
+        outs = [*reversed(channels[:-1]), c]
+        for i, (c_in, c_out) in enumerate(zip(reversed(channels), outs)):
+            j = len(channels) - 1 - i  # upsample from hs[j + 1] to hs[j]: out = 2 * in - 1 + output_padding
+            pad = (hs[j] - (2 * hs[j + 1] - 1), ws[j] - (2 * ws[j + 1] - 1))
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad))
+            if i < len(channels) - 1:
+                layers.append(activation())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)  # (B, d) -> (B, C_last, h, w) -> ... -> (B, C, H, W)

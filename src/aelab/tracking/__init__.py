@@ -1,0 +1,1 @@
+"""Experiment tracking: W&B logger set-up and the run folder's result.json."""

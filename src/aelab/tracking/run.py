@@ -1,0 +1,60 @@
+"""The run folder's result.json: state, metrics, overrides, seed, wall time, versions and git commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ("aelab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "wandb", "torchmetrics", "scikit-learn")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str | None:
+    """HEAD of the source checkout (with '-dirty' when it has uncommitted changes), or None outside git."""
+    src = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class RunRecord:
+    """result.json of one run: 'running' from the start, then 'completed' or 'failed' with the error."""
+
+    def __init__(self, output_dir: str | Path, seed: int | None, overrides: list[str]) -> None:
+        self.path = Path(output_dir) / "result.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.start = time.time()
+        self.data: dict[str, Any] = {"state": "running", "metrics": {}, "overrides": overrides, "seed": seed,
+                                     "wall_time_s": None, "versions": versions(), "git_commit": git_commit()}
+        write_json(self.path, self.data)
+
+    def finish(self, state: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
+        self.data.update(state=state, metrics=metrics, wall_time_s=round(time.time() - self.start, 3), **extra)
+        write_json(self.path, self.data)
+        return self.data
