@@ -15,3 +15,10 @@ class DataError(AelabError):
 
 class CheckpointError(AelabError):
     """A checkpoint is missing, unreadable, unsafe or does not match the model."""
+
+
+def positive_int(key: str, value: object) -> int:
+    """`value` if it is a positive integer, else a ConfigError naming the config key."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
-from aelab.errors import ConfigError
+from aelab.errors import ConfigError, positive_int
 from aelab.losses.likelihood import Likelihood
 from aelab.metrics.reconstruction import reconstruction_metrics
 
@@ -34,8 +34,7 @@ class AutoencoderModule(pl.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ConfigError(f"model.latent_dim must be a positive integer, got {latent_dim!r}")
+        positive_int("model.latent_dim", latent_dim)
         self.save_hyperparameters(ignore=["encoder", "decoder", "bottleneck", "likelihood", "optimizer", "scheduler"],
                                   logger=False)
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood

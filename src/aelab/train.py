@@ -19,7 +19,7 @@ from aelab.errors import AelabError
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the checkout's conf/ (installed editable)
-QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*is an invalid version.*")
+QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*")
 
 
 def hydra_overrides() -> list[str]:
@@ -35,30 +35,36 @@ def stage_metrics(metrics: dict[str, Any], *stages: str) -> dict[str, float]:
             if k.split("/")[0] in stages and not k.endswith(("_step", "_epoch"))}
 
 
+def quiet_libraries() -> None:
+    """Silence warnings that do not apply to in-memory data on CPU, and Lightning's advertising tips."""
+    for pattern in QUIET:
+        warnings.filterwarnings("ignore", pattern)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, optionally test, and return the record written to `<run>/result.json`."""
     import pytorch_lightning as pl
-    from hydra.utils import instantiate
+    from aelab.build import build
 
     from aelab.callbacks.config import StoreConfig
     from aelab.tracking.finish import close_loggers
     from aelab.tracking.run import RunRecord
 
-    for pattern in QUIET:
-        warnings.filterwarnings("ignore", pattern)
+    quiet_libraries()
     record = RunRecord(cfg.paths.output_dir, cfg.seed, hydra_overrides())
     resolved = OmegaConf.to_container(cfg, resolve=True)
     loggers: list = []
     metrics: dict[str, float] = {}
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = instantiate(cfg.data)
-        model = instantiate(cfg.model)
-        loggers = [instantiate(c) for c in cfg.logger.values()]
+        datamodule = build(cfg.data)
+        model = build(cfg.model)
+        loggers = [build(c) for c in cfg.logger.values() if c is not None]
         for logger in loggers:
             logger.log_hyperparams(resolved)
-        callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [StoreConfig(resolved)]
-        trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved)]
+        trainer: pl.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
         metrics = stage_metrics(trainer.callback_metrics, "train", "val")
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

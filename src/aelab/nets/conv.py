@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aelab.errors import ConfigError
+from aelab.errors import ConfigError, positive_int
 
 
 def downsampled_sizes(size: int, n: int) -> list[int]:
@@ -51,7 +51,7 @@ class ConvDecoder(nn.Module):
         c, h, w = out_shape
         hs, ws = downsampled_sizes(h, len(channels)), downsampled_sizes(w, len(channels))
         self.start = (channels[-1], hs[-1], ws[-1])
-        layers: list[nn.Module] = [nn.Linear(latent_dim, math.prod(self.start)), activation(), nn.Unflatten(1, self.start)]
+        layers: list[nn.Module] = [nn.Linear(positive_int("model.latent_dim", latent_dim), math.prod(self.start)), activation(), nn.Unflatten(1, self.start)]
         outs = [*reversed(channels[:-1]), c]
         for i, (c_in, c_out) in enumerate(zip(reversed(channels), outs)):
             j = len(channels) - 1 - i  # upsample from hs[j + 1] to hs[j]: out = 2 * in - 1 + output_padding

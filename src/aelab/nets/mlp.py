@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aelab.errors import ConfigError
+from aelab.errors import ConfigError, positive_int
 
 
 def _stack(sizes: list[int], activation: Callable[[], nn.Module], last_activation: bool) -> list[nn.Module]:
@@ -47,7 +47,7 @@ class MLPDecoder(nn.Module):
         super().__init__()
         _check(out_shape, hidden)
         self.out_shape = list(out_shape)
-        sizes = [latent_dim, *reversed(hidden), math.prod(out_shape)]
+        sizes = [positive_int("model.latent_dim", latent_dim), *reversed(hidden), math.prod(out_shape)]
         self.net = nn.Sequential(*_stack(sizes, activation, last_activation=False))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,44 @@
+# Every target that runs code depends on `setup`, so on a fresh machine `make train` or `make test` does the
+# whole set-up itself: a virtualenv in .venv, torch from the pinned wheels, aelab (editable) with its console
+# scripts, and Fashion-MNIST from the Debian package when we are root (or have passwordless sudo).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.aelab-installed
+FMNIST_FILE := train-images-idx3-ubyte.gz
+ARGS ?=
+
+.PHONY: setup data train eval test clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+data:
+	@if [ -f data/fashion_mnist/$(FMNIST_FILE) ] || [ -f /usr/share/datasets/fashion-mnist/$(FMNIST_FILE) ]; then \
+	  echo "Fashion-MNIST: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null && echo "Fashion-MNIST: installed dataset-fashion-mnist"; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+	  echo "Fashion-MNIST: not installed; 'apt-get install dataset-fashion-mnist' as root, or aelab downloads it on first use"; \
+	fi
+
+train: setup
+	$(BIN)/aelab-train $(ARGS)
+
+eval: setup
+	$(BIN)/aelab-eval $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf outputs .pytest_cache
