@@ -1,0 +1,65 @@
+"""Short real trainings on digits for every variant x architecture; the run folder is checked on disk."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from aelab.train import train
+from conftest import FAST, compose_cfg, read_result
+
+VARIANTS = [("ae", "mlp"), ("ae", "conv"), ("vae", "mlp"), ("vae", "conv")]
+
+
+def epoch_losses(run_dir: Path) -> list[float]:
+    """train/loss per epoch, read back from the CSV logger's metrics.csv."""
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss_epoch")]
+    return [float(r["train/loss_epoch"]) for r in rows]
+
+
+@pytest.mark.parametrize(("variant", "arch"), VARIANTS, ids=[f"{m}-{a}" for m, a in VARIANTS])
+def test_short_training_lowers_loss(variant: str, arch: str, tmp_path: Path) -> None:
+    cfg = compose_cfg([*FAST, f"model={variant}", f"model/arch={arch}", "logger=csv", "trainer.max_epochs=4",
+                       "callbacks.reconstructions.every_n_epochs=2", "callbacks.embeddings.n=100"], tmp_path)
+    result = train(cfg)
+    losses = epoch_losses(tmp_path)
+    assert len(losses) == 4
+    assert losses[-1] < losses[0]
+    on_disk = read_result(tmp_path)
+    assert on_disk == result and on_disk["state"] == "completed"
+    keys = {"val/loss", "val/mse", "val/psnr", "val/ssim", "test/loss", "test/mse", "test/psnr", "test/ssim"}
+    if variant == "vae":
+        keys |= {"val/elbo", "val/kl", "test/elbo", "test/kl"}
+    assert keys <= set(on_disk["metrics"])
+    assert all(math.isfinite(v) for v in on_disk["metrics"].values())
+    assert 0 < on_disk["metrics"]["test/mse"] < 0.2
+    assert 5 < on_disk["metrics"]["test/psnr"] < 40
+    assert (tmp_path / "checkpoints" / "best.ckpt").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in tmp_path.glob("recon_epoch*.png")) == ["recon_epoch001.png", "recon_epoch003.png"]
+    assert (tmp_path / "latent_pca.png").is_file()
+    assert on_disk["seed"] == 0 and on_disk["versions"]["torch"] and on_disk["wall_time_s"] > 0
+
+
+def test_vae_elbo_is_minus_recon_minus_kl(tmp_path: Path) -> None:
+    cfg = compose_cfg([*FAST, "model=vae", "model/arch=mlp", "logger=none", "trainer.max_epochs=1"], tmp_path)
+    m = train(cfg)["metrics"]
+    assert m["test/elbo"] == pytest.approx(-(m["test/recon"] + m["test/kl"]), rel=1e-5)
+    assert m["test/loss"] == pytest.approx(m["test/recon"] + m["test/kl"], rel=1e-5)
+
+
+def test_same_seed_same_metrics(tmp_path: Path) -> None:
+    runs = [train(compose_cfg([*FAST, "model/arch=mlp", "logger=none", "trainer.max_epochs=2"], tmp_path / str(i)))
+            for i in range(2)]
+    assert runs[0]["metrics"] == runs[1]["metrics"]
+
+
+def test_failed_run_is_recorded_as_failed(tmp_path: Path) -> None:
+    cfg = compose_cfg([*FAST, "logger=none", "model.encoder.channels=[4,4,4,4,4]"], tmp_path)
+    with pytest.raises(Exception, match="too many"):
+        train(cfg)
+    record = read_result(tmp_path)
+    assert record["state"] == "failed" and "too many" in record["error"]

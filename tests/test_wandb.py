@@ -1,0 +1,66 @@
+"""A real offline W&B run from the CLI, read back with `wandb leet inspect --summary --json`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, read_result, run_cli
+
+LATENT = 6
+
+
+@pytest.fixture(scope="module")
+def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One CLI run with no credentials at all (HOME without .netrc, no WANDB_MODE): it must fall back to offline."""
+    run = tmp_path_factory.mktemp("run")
+    home = tmp_path_factory.mktemp("home")
+    env = {"HOME": str(home), "WANDB_MODE": "", "WANDB_API_KEY": "", "WANDB_DIR": ""}
+    out = run_cli("aelab-train", [*FAST, "model=vae", "model/arch=mlp", f"model.latent_dim={LATENT}",
+                                  "trainer.max_epochs=2", "callbacks.embeddings.n=50", f"hydra.run.dir={run}"], env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return run, out.stdout
+
+
+def inspect(run: Path) -> dict:
+    wandb_dir = Path(read_result(run)["wandb_dir"])
+    out = run_cli("wandb", ["leet", "inspect", "--summary", "--json", str(wandb_dir)])
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_offline_run_lives_in_the_run_folder(wandb_run: tuple[Path, str]) -> None:
+    run, stdout = wandb_run
+    wandb_dir = Path(read_result(run)["wandb_dir"])
+    assert wandb_dir.parent == run / "wandb" and wandb_dir.name.startswith("offline-run-")
+    assert list(wandb_dir.glob("run-*.wandb"))
+    assert f"wandb leet {run / 'wandb'}" in stdout and f"wandb sync {wandb_dir}" in stdout
+
+
+def test_config_is_logged_as_nested_keys(wandb_run: tuple[Path, str]) -> None:
+    data = inspect(wandb_run[0])
+    assert data["state"] == "finished" and data["exit_code"] == 0
+    config = data["config"]
+    assert config["model"]["name"] == "vae" and config["model"]["latent_dim"] == LATENT
+    assert config["model"]["arch"] == "mlp" and config["data"]["name"] == "digits" and config["seed"] == 0
+
+
+def test_metrics_image_and_table_are_logged(wandb_run: tuple[Path, str]) -> None:
+    run = wandb_run[0]
+    summary = inspect(run)["summary"]
+    result = read_result(run)["metrics"]
+    for key in ("val/mse", "val/psnr", "val/ssim", "val/elbo", "val/kl", "test/mse", "test/elbo"):
+        assert math.isfinite(summary[key])
+    assert summary["test/mse"] == pytest.approx(result["test/mse"], rel=1e-6)
+    image = summary["val/reconstructions"]
+    assert image["_type"] == "images/separated" and image["count"] == 1
+    assert image["height"] == 2 * 8 + 3  # two rows of 8x8 images with 1-pixel padding
+    assert summary["val/latent_pca"]["_type"] == "images/separated"
+    table = summary["val/embeddings"]
+    assert table["_type"] == "table-file" and table["nrows"] == 50 and table["ncols"] == 2 + LATENT
+    stored = json.loads((Path(read_result(run)["wandb_dir"]) / "files" / table["path"]).read_text())
+    assert stored["columns"] == ["label", "image", *[f"z{i}" for i in range(LATENT)]]
+    assert {row[0] for row in stored["data"]} <= set(range(10))
