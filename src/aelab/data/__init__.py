@@ -1,0 +1,1 @@
+"""In-memory LightningDataModules, one per source."""
