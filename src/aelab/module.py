@@ -9,15 +9,21 @@ import torch
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
+from aelab.density import LatentGMM
 from aelab.errors import ConfigError, positive_int
 from aelab.losses.likelihood import Likelihood
+from aelab.losses.penalties import Penalty
 from aelab.metrics.reconstruction import reconstruction_metrics
 
 EVAL_STAGES = ("val", "test")
 
 
 class AutoencoderModule(pl.LightningModule):
-    """Loss = mean over the batch of [ -log p(target|z) + sum_k weights[k] * terms[k] ]."""
+    """Loss = mean over the batch of [ -log p(target|z) + sum_k weights[k] * terms[k] ].
+
+    The terms come from the bottleneck (e.g. `kl`, `commit`) and from `penalties` (e.g. `contractive`); a
+    multi-sample bottleneck (IWAE) combines its samples in `Bottleneck.objective`.
+    """
 
     def __init__(
         self,
@@ -31,19 +37,26 @@ class AutoencoderModule(pl.LightningModule):
         likelihood: Likelihood,
         optimizer: Callable[..., torch.optim.Optimizer],
         loss_weights: dict[str, float] | None = None,
+        penalties: dict[str, Penalty] | None = None,
+        corruption: nn.Module | None = None,
+        density: LatentGMM | None = None,
+        schedules: list[pl.Callback] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ) -> None:
         super().__init__()
         positive_int("model.latent_dim", latent_dim)
-        self.save_hyperparameters(ignore=["encoder", "decoder", "bottleneck", "likelihood", "optimizer", "scheduler"],
-                                  logger=False)
+        self.save_hyperparameters(ignore=["encoder", "decoder", "bottleneck", "likelihood", "optimizer", "scheduler",
+                                          "penalties", "corruption", "density", "schedules"], logger=False)
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
         self.bottleneck = bottleneck(in_features=encoder.out_dim, latent_dim=latent_dim)
-        self.loss_weights = dict(loss_weights or {})
-        unknown = sorted(set(self.loss_weights) - set(self.bottleneck.terms))
+        self.penalties, self.corruption, self.density = dict(penalties or {}), corruption, density
+        self.schedules = list(schedules or [])  # weight schedules, handed to the Trainer by configure_callbacks
+        self.loss_weights = dict(loss_weights or {})  # mutable: weight schedules (callbacks) update it
+        emitted = [*self.bottleneck.terms, *self.penalties]
+        unknown = sorted(set(self.loss_weights) - set(emitted))
         if unknown:
-            raise ConfigError(f"model.loss_weights names {unknown}, which {type(self.bottleneck).__name__} does not "
-                              f"emit; it emits {list(self.bottleneck.terms) or 'no terms'}")
+            raise ConfigError(f"model.loss_weights names {unknown}, which neither {type(self.bottleneck).__name__} nor "
+                              f"model.penalties emit; the terms are {emitted or 'none'}")
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         image = len(in_shape) == 3  # (C, H, W) gets SSIM too
         self.metrics = nn.ModuleDict({s: reconstruction_metrics(f"{s}/", image=image) for s in EVAL_STAGES})
@@ -61,8 +74,17 @@ class AutoencoderModule(pl.LightningModule):
         return self.decode(self.encode(x))
 
     def sample(self, n: int) -> torch.Tensor:
-        """`n` new examples decoded from the bottleneck's prior."""
-        return self.decode(self.bottleneck.sample_prior(n))
+        """`n` new examples decoded from the bottleneck's prior, or from the ex-post density of the codes."""
+        if self.bottleneck.has_prior:
+            return self.decode(self.bottleneck.sample_prior(n))
+        if self.density is None:
+            raise ConfigError(f"{self.hparams.name} has no prior and model.density is null: nothing to sample from")
+        return self.decode(self.density.sample(n).to(self.device))
+
+    def fit_density(self, z: torch.Tensor) -> None:
+        """Fit the ex-post latent density on training codes (B, d); needed by `sample` without a prior."""
+        if self.density is not None:
+            self.density.fit(z)
 
     def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8) -> torch.Tensor:
         """Decode straight lines between the codes of x0 and x1: (B, *shape) x 2 -> (B, steps, *shape)."""
@@ -77,18 +99,29 @@ class AutoencoderModule(pl.LightningModule):
         b = self.bottleneck(self.encoder(x))
         return self.decoder(b.z), b
 
-    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        out, b = self(batch["x"])
-        recon = self.likelihood.nll(out, batch["target"])  # (B,)
-        loss = recon.mean() + sum(w * b.terms[k].mean() for k, w in self.loss_weights.items())
-        logs = {"loss": loss, "recon": recon.mean()}
-        logs.update({k: v.mean() for k, v in b.terms.items()})
-        logs.update(b.stats)
+    def compute_loss(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The scalar loss and every scalar to log for one batch (no logging: tests call it directly)."""
+        x = self.corruption(batch["x"]) if self.corruption is not None and stage == "train" else batch["x"]
+        out, b = self(x)
+        target = batch["target"]
+        target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))  # (B, ...) -> (S*B, ...)
+        recon = self.likelihood.nll(out, target)  # (S*B,), S > 1 for multi-sample bottlenecks
+        weights = {k: w for k, w in self.loss_weights.items() if k in b.terms}
+        per_example = self.bottleneck.objective(recon, b.terms, weights)  # (B,)
+        terms = dict(b.terms)
+        for name, penalty in self.penalties.items():
+            terms[name] = penalty(self, x, b)
+            per_example = per_example + self.loss_weights.get(name, 0.0) * terms[name]
+        loss = per_example.mean()
+        logs = {"loss": loss, "recon": recon.mean(), **{k: v.mean() for k, v in terms.items()}, **b.stats}
         if "kl" in b.terms:  # the ELBO always uses weight 1 on the KL, whatever beta the loss uses
             logs["elbo"] = -(recon + b.terms["kl"]).mean()
-        on_step = stage == "train"
-        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_step=on_step, on_epoch=True,
-                      batch_size=len(out), prog_bar=False)
+        return loss, logs
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        loss, logs = self.compute_loss(batch, stage)
+        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_step=stage == "train", on_epoch=True,
+                      batch_size=len(batch["x"]))
         if stage in EVAL_STAGES:
             self.metrics[stage].update(self.reconstruct(batch["x"]), batch["target"])
             self.log_dict(self.metrics[stage], on_epoch=True)
@@ -102,6 +135,9 @@ class AutoencoderModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return self.schedules
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

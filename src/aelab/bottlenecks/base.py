@@ -21,6 +21,7 @@ class Bottleneck(nn.Module):
     """Base class: `forward` codes features; `embed` gives the deterministic code used for embeddings."""
 
     terms: tuple[str, ...] = ()  # names of the loss terms this bottleneck emits
+    has_prior: bool = False  # True when sample_prior works; otherwise sampling uses an ex-post latent density
 
     def __init__(self, in_features: int, latent_dim: int) -> None:
         super().__init__()
@@ -28,6 +29,10 @@ class Bottleneck(nn.Module):
 
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         raise NotImplementedError
+
+    def objective(self, recon: torch.Tensor, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+        """Per-sample loss (B,) from the reconstruction NLL and this bottleneck's weighted terms."""
+        return recon + sum(w * terms[k] for k, w in weights.items())
 
     def embed(self, h: torch.Tensor) -> torch.Tensor:
         """The code of `h` without sampling noise (the posterior mean for stochastic bottlenecks)."""

@@ -2,6 +2,7 @@
 
 q(z|x) = N(mu, diag(sigma^2)), z = mu + sigma * eps (reparameterised), and the closed form
 KL(q || N(0, I)) = 0.5 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2).
+`kl_capacity` = |KL - C| is the capacity-controlled term of Burgess et al. 2018 (C set by CapacityIncrease).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
 class DiagonalGaussian(Bottleneck):
     """Emits the per-sample `kl` term; logs the mean posterior variance and the active units."""
 
-    terms = ("kl",)
+    terms = ("kl", "kl_capacity")
+    has_prior = True
 
     def __init__(self, in_features: int, latent_dim: int) -> None:
         super().__init__(in_features, latent_dim)
         self.proj = nn.Linear(in_features, 2 * latent_dim)
+        self.register_buffer("capacity", torch.zeros(()))  # C in nats, raised by callbacks.schedules
 
     def posterior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.proj(h).chunk(2, dim=-1)  # (B, F) -> 2 x (B, d)
@@ -29,7 +32,8 @@ class DiagonalGaussian(Bottleneck):
         mu, logvar = self.posterior(h)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)  # (B, d) -> (B,)
-        return BottleneckOutput(z=z, terms={"kl": kl}, stats={"posterior_var": logvar.exp().mean().detach()})
+        terms = {"kl": kl, "kl_capacity": (kl - self.capacity).abs()}
+        return BottleneckOutput(z=z, terms=terms, stats={"posterior_var": logvar.exp().mean().detach()})
 
     def embed(self, h: torch.Tensor) -> torch.Tensor:
         return self.posterior(h)[0]

@@ -1,0 +1,40 @@
+"""New samples at the end of fitting: from the prior, or from a latent density fitted on the training codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torchvision.utils import make_grid, save_image
+
+from aelab.callbacks.logging import log_image
+
+
+@torch.no_grad()
+def train_codes(module: pl.LightningModule, datamodule: pl.LightningDataModule, limit: int) -> torch.Tensor:
+    """Codes (N, d) of the first `limit` training examples."""
+    x = datamodule.fixed_batch("train", limit)["x"]
+    return torch.cat([module.encode(chunk.to(module.device)).cpu() for chunk in x.split(1000)])
+
+
+class SampleGrid(pl.Callback):
+    """Fits the ex-post density (when the bottleneck has no prior), writes `samples.png`, logs `val/samples`."""
+
+    def __init__(self, dirpath: str, n: int = 64, fit_on: int = 10000) -> None:
+        self.dirpath, self.n, self.fit_on = Path(dirpath), n, fit_on
+
+    @torch.no_grad()
+    def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        module.eval()
+        if not module.bottleneck.has_prior:
+            if module.density is None:
+                return
+            module.fit_density(train_codes(module, trainer.datamodule, self.fit_on))
+        samples = module.sample(self.n).clamp(0, 1).cpu()
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        path = self.dirpath / "samples.png"
+        save_image(make_grid(samples, nrow=int(self.n ** 0.5), padding=1, pad_value=1.0), path)
+        log_image(trainer, "val/samples", path, caption=f"{self.n} samples")

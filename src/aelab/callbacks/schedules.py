@@ -1,0 +1,40 @@
+"""Loss-weight schedules as callbacks, driven by the global step (so a resumed run continues the schedule).
+
+- WeightWarmup: KL warm-up / annealing (Bowman et al. 2016, "Generating Sentences from a Continuous Space").
+- CapacityIncrease: beta-VAE capacity annealing, loss term gamma * |KL - C| with C growing linearly
+  (Burgess et al. 2018, "Understanding disentangling in beta-VAE").
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+
+def linear(step: int, start: float, end: float, steps: int, delay: int = 0) -> float:
+    """start until `delay`, then linearly to `end` over `steps` steps, then `end`."""
+    t = min(max(step - delay, 0) / max(steps, 1), 1.0)
+    return start + t * (end - start)
+
+
+class WeightWarmup(pl.Callback):
+    """Sets `module.loss_weights[term]` from `start` to `end` over `steps` optimizer steps."""
+
+    def __init__(self, term: str, start: float = 0.0, end: float = 1.0, steps: int = 1000, delay: int = 0) -> None:
+        self.term, self.start, self.end, self.steps, self.delay = term, start, end, steps, delay
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch, batch_idx: int) -> None:
+        weight = linear(trainer.global_step, self.start, self.end, self.steps, self.delay)
+        module.loss_weights[self.term] = weight
+        module.log(f"schedule/{self.term}", weight, on_step=True, on_epoch=False)
+
+
+class CapacityIncrease(pl.Callback):
+    """Sets the Gaussian bottleneck's target KL capacity C (nats) from 0 to `max_capacity` over `steps` steps."""
+
+    def __init__(self, max_capacity: float = 25.0, steps: int = 10000) -> None:
+        self.max_capacity, self.steps = max_capacity, steps
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch, batch_idx: int) -> None:
+        capacity = linear(trainer.global_step, 0.0, self.max_capacity, self.steps)
+        module.bottleneck.capacity.fill_(capacity)
+        module.log("schedule/capacity", capacity, on_step=True, on_epoch=False)
