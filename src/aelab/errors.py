@@ -22,3 +22,7 @@ def positive_int(key: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     return value
+
+
+class DivergenceError(AelabError):
+    """Training produced a non-finite loss."""

@@ -14,7 +14,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.errors import AelabError
-from aelab.train import CONF_DIR, hydra_overrides, quiet_libraries, stage_metrics
+from aelab.runtime import job_overrides
+from aelab.train import CONF_DIR, quiet_libraries, stage_metrics
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from aelab.tracking.run import RunRecord
 
     quiet_libraries()
-    record = RunRecord(cfg.paths.output_dir, cfg.seed, hydra_overrides())
+    record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides())
+    record.begin()
     loggers: list = []
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -2,11 +2,14 @@
 
 `train(cfg)` is a pure function of the composed config; `main` is the thin Hydra wrapper. Config composition
 (`--help`, `--cfg job`) imports neither torch, Lightning nor W&B: those are imported inside `train`.
+A run folder that already holds a completed record of the same job is skipped, an interrupted one resumes
+from `checkpoints/last.ckpt` (`resume=false` turns both off): re-running a sweep completes only what is left.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from pathlib import Path
@@ -16,17 +19,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.errors import AelabError
+from aelab.runtime import is_multirun, job_overrides, torch_threads
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the checkout's conf/ (installed editable)
 QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*")
-
-
-def hydra_overrides() -> list[str]:
-    """The command-line overrides of this job ([] when the config was composed outside @hydra.main)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def stage_metrics(metrics: dict[str, Any], *stages: str) -> dict[str, float]:
@@ -42,61 +39,82 @@ def quiet_libraries() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
 
+def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple[dict[str, float], str]:
+    """Build data, model, callbacks and trainer from the config; fit, test the best checkpoint."""
+    from aelab.build import build
+    from aelab.callbacks.config import StoreConfig
+
+    datamodule, model = build(cfg.data), build(cfg.model)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved)]
+    trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = stage_metrics(trainer.callback_metrics, "train", "val")
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.test:
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        metrics.update(stage_metrics(trainer.callback_metrics, "test"))
+    return metrics, best
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, optionally test, and return the record written to `<run>/result.json`."""
     import pytorch_lightning as pl
-    from aelab.build import build
+    import torch
 
-    from aelab.callbacks.config import StoreConfig
+    from aelab.build import build
     from aelab.tracking.finish import close_loggers
     from aelab.tracking.run import RunRecord
-
-    quiet_libraries()
-    record = RunRecord(cfg.paths.output_dir, cfg.seed, hydra_overrides())
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    loggers: list = []
-    metrics: dict[str, float] = {}
-    try:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = build(cfg.data)
-        model = build(cfg.model)
-        loggers = [build(c) for c in cfg.logger.values() if c is not None]
-        for logger in loggers:
-            logger.log_hyperparams(resolved)
-        callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved)]
-        trainer: pl.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        metrics = stage_metrics(trainer.callback_metrics, "train", "val")
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if cfg.test:
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-            metrics.update(stage_metrics(trainer.callback_metrics, "test"))
-    except BaseException as err:
-        record.finish("failed", metrics, error=f"{type(err).__name__}: {err}")
-        close_loggers(loggers, ok=False)
-        raise
     from aelab.tracking.wandb import run_dir
 
+    quiet_libraries()
+    run = {"model": cfg.model.name, "arch": cfg.model.arch, "latent_dim": cfg.model.latent_dim,
+           "data": cfg.data.name, "seed": cfg.seed}
+    record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides(), run=run)
+    if record.completed_before and cfg.resume:
+        log.info("%s: this job completed before; skipped (resume=false runs it again)", cfg.paths.output_dir)
+        return record.previous
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    ckpt_path = cfg.ckpt_path or (str(last) if cfg.resume and record.previous and last.is_file() else None)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    record.begin()
+    torch.set_num_threads(torch_threads(cfg.threads))
+    loggers: list = []
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        loggers = [build(c) for c in cfg.logger.values() if c is not None]
+        metrics, best = fit_and_test(cfg, loggers, ckpt_path)
+    except BaseException as err:
+        record.finish("failed", {}, error=f"{type(err).__name__}: {err}")
+        close_loggers(loggers, ok=False)
+        raise
     wandb_dirs = [d for d in map(run_dir, loggers) if d is not None]
-    result = record.finish("completed", metrics, best_checkpoint=best or None,
+    result = record.finish("completed", metrics, best_checkpoint=best or None, resumed_from=ckpt_path,
                            wandb_dir=str(wandb_dirs[0]) if wandb_dirs else None)
     close_loggers(loggers, ok=True)
     return result
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Single run: one error line and exit 1 on aelab errors. Sweep: a failed job is recorded, the rest go on."""
     try:
         result = train(cfg)
-    except AelabError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not (is_multirun() or isinstance(err, AelabError)):
             raise
-        log.error("%s", err)
+        log.error("%s", err if isinstance(err, AelabError) else f"{type(err).__name__}: {err}")
+        if is_multirun():
+            return math.nan  # the job is marked failed in result.json; the sweep summary reports it
         raise SystemExit(1) from None
     from aelab.console import print_result
 
     wandb_dir = Path(result["wandb_dir"]) if result.get("wandb_dir") else None
     print_result(f"{cfg.model.name} on {cfg.data.name}", result, Path(cfg.paths.output_dir), wandb_dir)
+    return result["metrics"].get(cfg.optimized_metric, math.nan) if cfg.optimized_metric else None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from aelab.errors import ConfigError
+
 PACKAGES = ("aelab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "wandb", "torchmetrics", "scikit-learn")
 
 
@@ -44,14 +46,33 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 class RunRecord:
-    """result.json of one run: 'running' from the start, then 'completed' or 'failed' with the error."""
+    """result.json of one run: 'running' from the start, then 'completed' or 'failed' with the error.
 
-    def __init__(self, output_dir: str | Path, seed: int | None, overrides: list[str]) -> None:
+    A folder that already holds a record of the same job (same overrides) is that job's earlier attempt:
+    `previous` keeps it so the caller can skip a completed job or resume an interrupted one.
+    """
+
+    def __init__(self, output_dir: str | Path, seed: int | None, overrides: list[str],
+                 run: dict[str, Any] | None = None) -> None:
         self.path = Path(output_dir) / "result.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.previous: dict[str, Any] | None = json.loads(self.path.read_text()) if self.path.is_file() else None
+        if self.previous is not None and sorted(self.previous.get("overrides", [])) != sorted(overrides):
+            raise ConfigError(f"{self.path.parent} holds the job {self.previous.get('overrides')}, not {overrides}: "
+                              f"re-run a sweep with the same arguments, or use a new hydra.sweep.dir")
         self.start = time.time()
+        attempts = (self.previous or {}).get("attempts", 0) + 1
         self.data: dict[str, Any] = {"state": "running", "metrics": {}, "overrides": overrides, "seed": seed,
-                                     "wall_time_s": None, "versions": versions(), "git_commit": git_commit()}
+                                     "run": run or {}, "wall_time_s": None, "attempts": attempts, "versions": versions(),
+                                     "git_commit": git_commit()}
+
+    @property
+    def completed_before(self) -> bool:
+        return self.previous is not None and self.previous.get("state") == "completed"
+
+    def begin(self) -> None:
+        """Mark the run as running (on disk at once, so a killed run is never taken for a finished one)."""
+        self.start = time.time()
         write_json(self.path, self.data)
 
     def finish(self, state: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import netrc
 import os
 from pathlib import Path
 from urllib.parse import urlparse
+
+from aelab.runtime import is_multirun, job_overrides, sweep_name
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +32,34 @@ def wandb_mode() -> str:
     return "online" if has_credentials() else "offline"
 
 
-def wandb_logger(save_dir: str, **kwargs):
-    """Lightning's WandbLogger writing into `<save_dir>/wandb`, offline unless credentials are available."""
+SUMMARIES = {"val/loss": "min", "val/mse": "min", "val/psnr": "max", "val/ssim": "max", "val/elbo": "max"}
+
+
+def run_id(save_dir: str) -> str:
+    """A W&B run id fixed by the run folder, so a resumed job continues its own run instead of adding one."""
+    return hashlib.sha1(str(Path(save_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def wandb_logger(save_dir: str, project: str, name: str | None = None, group: str | None = None, **kwargs):
+    """Lightning's WandbLogger writing into `<save_dir>/wandb`, offline unless credentials are available.
+
+    In a sweep the group defaults to the sweep folder's name and the run name to the job's overrides.
+    """
     from pytorch_lightning.loggers import WandbLogger
 
     mode = wandb_mode()
     if mode == "offline" and not os.environ.get("WANDB_MODE"):
         log.info("W&B: no credentials found, logging offline (upload later with `wandb sync`)")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(save_dir=save_dir, offline=mode == "offline", mode=mode, **kwargs)
+    overrides = job_overrides()
+    if is_multirun():
+        group = group or sweep_name()
+        name = ",".join(o for o in overrides if not o.startswith("experiment=")) or name
+    logger = WandbLogger(save_dir=save_dir, project=project, name=name, group=group, offline=mode == "offline",
+                         mode=mode, id=run_id(save_dir), resume="allow", **kwargs)
+    for key, summary in SUMMARIES.items():
+        logger.experiment.define_metric(key, summary=summary)
+    return logger
 
 
 def run_dir(logger) -> Path | None:

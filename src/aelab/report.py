@@ -1,0 +1,209 @@
+"""`aelab-report <sweep folder>`: paper-style tables from the run folders alone (no W&B API).
+
+Rows are variant x latent_dim (plus arch/data when they vary), columns the chosen metrics as mean +- std over
+seeds with n; the best mean per column is marked. Writes report.md/.csv/.tex/.html and one plot per metric
+(metric against latent_dim, a line per variant) into the sweep folder, and prints the table. Failed or
+unfinished runs are listed, never averaged in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_METRICS = ("test/mse", "test/psnr", "test/ssim")
+HIGHER_IS_BETTER = ("psnr", "ssim", "elbo", "auroc", "auprc", "accuracy", "acc", "mig", "dci", "gain")
+KEYS = ("model", "arch", "data", "latent_dim")
+
+
+@dataclass
+class Cell:
+    """One metric of one row: the values of its completed seeds."""
+
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else float("nan")
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
+
+    def text(self, pm: str = "±") -> str:
+        return f"{self.mean:.4g} {pm} {self.std:.2g} (n={self.n})" if self.values else "–"
+
+
+def higher_is_better(metric: str) -> bool:
+    return any(metric.split("/")[-1].startswith(word) for word in HIGHER_IS_BETTER)
+
+
+def load_runs(sweep: Path) -> list[tuple[Path, dict]]:
+    """(folder, result.json) for every run folder below the sweep folder."""
+    runs = [(p.parent, json.loads(p.read_text())) for p in sorted(sweep.rglob("result.json"))]
+    if not runs:
+        raise SystemExit(f"error: no run folders (result.json) under {sweep}")
+    return runs
+
+
+def group(runs: list[tuple[Path, dict]], metrics: list[str]) -> tuple[list[str], dict[tuple, dict[str, Cell]]]:
+    """Row-key columns that vary, and per row key the metric cells of completed runs."""
+    done = [r for _, r in runs if r["state"] == "completed"]
+    varying = [k for k in KEYS if len({r.get("run", {}).get(k) for r in done}) > 1 or k in ("model", "latent_dim")]
+    rows: dict[tuple, dict[str, Cell]] = {}
+    for r in done:
+        key = tuple(r.get("run", {}).get(k) for k in varying)
+        cells = rows.setdefault(key, {m: Cell() for m in metrics})
+        for m in metrics:
+            if m in r["metrics"]:
+                cells[m].values.append(r["metrics"][m])
+    return varying, dict(sorted(rows.items(), key=lambda kv: tuple(str(v).zfill(8) for v in kv[0])))
+
+
+def best_rows(rows: dict[tuple, dict[str, Cell]], metrics: list[str]) -> dict[str, tuple]:
+    best = {}
+    for m in metrics:
+        scored = [(cells[m].mean, key) for key, cells in rows.items() if cells[m].values]
+        if scored:
+            best[m] = (max if higher_is_better(m) else min)(scored)[1]
+    return best
+
+
+def write_csv(path: Path, varying: list[str], rows: dict, metrics: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*varying, *[f"{m}_{s}" for m in metrics for s in ("mean", "std", "n")]])
+        for key, cells in rows.items():
+            w.writerow([*key, *[v for m in metrics for v in (cells[m].mean, cells[m].std, cells[m].n)]])
+
+
+def markdown(varying: list[str], rows: dict, metrics: list[str], best: dict, failed: list) -> str:
+    arrows = [f"{m} {'↑' if higher_is_better(m) else '↓'}" for m in metrics]
+    lines = ["| " + " | ".join([*varying, *arrows]) + " |", "|" + "---|" * (len(varying) + len(metrics))]
+    for key, cells in rows.items():
+        vals = [f"**{cells[m].text()}**" if best.get(m) == key else cells[m].text() for m in metrics]
+        lines.append("| " + " | ".join([*map(str, key), *vals]) + " |")
+    lines += ["", "Mean ± sample std over seeds (n runs); bold: best mean per column."]
+    if failed:
+        lines += ["", "Failed or unfinished runs (not averaged in):", ""]
+        lines += [f"- `{folder}`: {r['state']} {r.get('error', '')} ({' '.join(r.get('overrides', []))})" for folder, r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def latex(varying: list[str], rows: dict, metrics: list[str], best: dict) -> str:
+    esc = lambda s: str(s).replace("_", r"\_")  # noqa: E731
+    head = " & ".join([*map(esc, varying), *[esc(m) + (r" $\uparrow$" if higher_is_better(m) else r" $\downarrow$")
+                                            for m in metrics]])
+    body = []
+    for key, cells in rows.items():
+        vals = []
+        for m in metrics:
+            c = cells[m]
+            text = f"{c.mean:.4g} $\\pm$ {c.std:.2g}" if c.values else "--"
+            vals.append(f"\\textbf{{{text}}}" if best.get(m) == key else text)
+        body.append(" & ".join([*map(esc, key), *vals]) + r" \\")
+    cols = "l" * len(varying) + "r" * len(metrics)
+    return "\n".join([f"\\begin{{tabular}}{{{cols}}}", r"\toprule", head + r" \\", r"\midrule", *body,
+                      r"\bottomrule", r"\end{tabular}", ""])
+
+
+def plot(path: Path, metric: str, varying: list[str], rows: dict) -> Path:
+    """The metric against latent_dim, one line per other row key (variant, ...), std as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = varying.index("latent_dim")
+    lines: dict[tuple, list[tuple[int, Cell]]] = {}
+    for key, cells in rows.items():
+        if cells[metric].values:
+            lines.setdefault(key[:d] + key[d + 1:], []).append((key[d], cells[metric]))
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    for label, points in lines.items():
+        points.sort(key=lambda p: p[0])
+        ax.errorbar([p[0] for p in points], [c.mean for _, c in points], yerr=[c.std for _, c in points],
+                    marker="o", capsize=3, label=" ".join(map(str, label)))
+    ax.set(xlabel="latent_dim", ylabel=metric, xscale="log", title=f"{metric} against latent size")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def page(sweep: Path, table_md: str, plots: list[Path], runs: list[tuple[Path, dict]]) -> str:
+    """report.html: the table, the plots and each run's reconstruction grid and latent scatter."""
+    import markdown_it  # rich depends on markdown-it-py
+
+    parts = [f"<h1>aelab report: {html.escape(str(sweep))}</h1>", markdown_it.MarkdownIt().enable("table").render(table_md)]
+    parts += [f'<img src="{p.name}" alt="{p.stem}">' for p in plots]
+    parts.append("<h2>Runs</h2>")
+    for folder, r in runs:
+        grids = sorted(folder.glob("recon_epoch*.png"))
+        images = [g for g in (grids[-1:] + [folder / "latent_pca.png", folder / "samples.png"]) if g.is_file()]
+        rel = [g.relative_to(sweep) for g in images]
+        parts.append(f"<h3>{html.escape(str(folder.relative_to(sweep)))}: {r['state']}</h3><p>"
+                     f"{html.escape(' '.join(r.get('overrides', [])))}</p>"
+                     + "".join(f'<img src="{p}" style="max-width:45%">' for p in rel))
+    style = "<style>body{font-family:sans-serif} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:4px}</style>"
+    return f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}</body></html>\n"
+
+
+def print_table(varying: list[str], rows: dict, metrics: list[str], best: dict, failed: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mean ± std over seeds (n); bold: best")
+    for name in [*varying, *metrics]:
+        table.add_column(name, justify="right" if name in metrics else "left")
+    for key, cells in rows.items():
+        table.add_row(*map(str, key), *[f"[bold]{cells[m].text()}[/bold]" if best.get(m) == key else cells[m].text()
+                                        for m in metrics])
+    console = Console()
+    console.print(table)
+    for folder, r in failed:
+        console.print(f"[red]not averaged in[/red]: {folder} ({r['state']}) {r.get('error', '')}", soft_wrap=True)
+
+
+def report(sweep: Path, metrics: list[str]) -> dict[str, Path]:
+    """Write every report file into the sweep folder; return their paths."""
+    runs = load_runs(sweep)
+    varying, rows = group(runs, metrics)
+    best = best_rows(rows, metrics)
+    failed = [(folder, r) for folder, r in runs if r["state"] != "completed"]
+    table_md = markdown(varying, rows, metrics, best, failed)
+    out = {ext: sweep / f"report.{ext}" for ext in ("md", "csv", "tex", "html")}
+    out["md"].write_text(table_md)
+    write_csv(out["csv"], varying, rows, metrics)
+    out["tex"].write_text(latex(varying, rows, metrics, best))
+    plots = [plot(sweep / f"plot_{m.replace('/', '_')}.png", m, varying, rows) for m in metrics if rows]
+    out["html"].write_text(page(sweep, table_md, plots, runs))
+    print_table(varying, rows, metrics, best, failed)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="aelab-report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path, help="a sweep folder (outputs/sweeps/...) or any folder of run folders")
+    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="result.json metric keys")
+    args = parser.parse_args(argv)
+    if not args.sweep.is_dir():
+        sys.exit(f"error: {args.sweep} is not a folder")
+    for path in report(args.sweep, args.metrics).values():
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""What Hydra knows about the current job (overrides, sweep folder, parallel workers); no heavy imports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _hydra():
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides of this job ([] when the config was composed outside @hydra.main)."""
+    hc = _hydra()
+    return list(hc.overrides.task) if hc is not None else []
+
+
+def is_multirun() -> bool:
+    from hydra.types import RunMode
+
+    hc = _hydra()
+    return hc is not None and hc.mode == RunMode.MULTIRUN
+
+
+def sweep_name() -> str | None:
+    """The sweep folder's name in a multirun (the W&B group of its jobs), else None."""
+    return Path(_hydra().sweep.dir).name if is_multirun() else None
+
+
+def parallel_jobs() -> int:
+    """How many jobs the launcher runs at once on this machine (joblib's n_jobs; 1 otherwise)."""
+    hc = _hydra()
+    if not is_multirun() or "n_jobs" not in hc.launcher:
+        return 1
+    n = int(hc.launcher.n_jobs)
+    return os.cpu_count() or 1 if n < 0 else max(n, 1)
+
+
+def torch_threads(configured: int | None) -> int:
+    """`threads` from the config, else the cores divided among the jobs running in parallel."""
+    return configured if configured else max(1, (os.cpu_count() or 1) // parallel_jobs())

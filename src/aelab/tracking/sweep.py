@@ -1,0 +1,43 @@
+"""End of a multirun: a table of every job's state from the run folders, and a non-zero exit if any failed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def job_records(sweep_dir: Path) -> list[tuple[Path, dict]]:
+    """(run folder, result.json) for every job folder under a sweep folder, in job order."""
+    found = [(p.parent, json.loads(p.read_text())) for p in sweep_dir.glob("*/result.json")]
+    return sorted(found, key=lambda item: (len(item[0].name), item[0].name))
+
+
+class SweepSummary(Callback):
+    """Hydra callback: prints the sweep's table of jobs; exits with status 1 when a job failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)  # Optuna's sqlite file lives there
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        records = job_records(sweep_dir)
+        table = Table(title=f"sweep {sweep_dir}")
+        for column in ("job", "state", "overrides", "error"):
+            table.add_column(column, overflow="fold")
+        for folder, record in records:
+            table.add_row(folder.name, record["state"], " ".join(record.get("overrides", [])), record.get("error", ""))
+        Console().print(table)
+        failed = [folder.name for folder, record in records if record["state"] != "completed"]
+        if failed:
+            log.error("%d of %d jobs did not complete: %s", len(failed), len(records), ", ".join(failed))
+            raise SystemExit(1)
