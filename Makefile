@@ -9,7 +9,7 @@ STAMP := $(VENV)/.aelab-installed
 FMNIST_FILE := train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: setup data train eval test clean
+.PHONY: setup data train eval test sweep report clean
 
 setup: $(STAMP) data
 
@@ -36,6 +36,16 @@ train: setup
 
 eval: setup
 	$(BIN)/aelab-eval $(ARGS)
+
+# The main job: the compare_fmnist sweep (16 jobs, joblib, 2 at a time), then its report. The sweep folder is
+# fixed, so running `make sweep` again after an interruption completes only the jobs that are left.
+SWEEP_DIR := outputs/sweeps/compare_fmnist
+sweep: setup
+	$(BIN)/aelab-train -m experiment=compare_fmnist $(ARGS); status=$$?; \
+	  $(BIN)/aelab-report $(SWEEP_DIR) && exit $$status
+
+report: setup
+	$(BIN)/aelab-report $(or $(SWEEP),$(SWEEP_DIR))
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
