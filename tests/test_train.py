@@ -63,3 +63,12 @@ def test_failed_run_is_recorded_as_failed(tmp_path: Path) -> None:
         train(cfg)
     record = read_result(tmp_path)
     assert record["state"] == "failed" and "too many" in record["error"]
+
+
+def test_divergence_stops_the_run_and_names_the_step(tmp_path: Path) -> None:
+    cfg = compose_cfg([*FAST, "model/arch=mlp", "logger=none", "trainer.max_epochs=30", "model.optimizer.lr=1e12"],
+                      tmp_path)
+    with pytest.raises(Exception, match=r"non-finite training loss at step \d+ .*non-finite terms: .*loss"):
+        train(cfg)
+    record = read_result(tmp_path)
+    assert record["state"] == "failed" and "DivergenceError" in record["error"]

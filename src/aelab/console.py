@@ -8,8 +8,13 @@ from rich.console import Console
 from rich.table import Table
 
 
+def make_console() -> Console:
+    """A console as wide as the terminal, or 160 columns when the output is a file or a pipe."""
+    return Console(width=None if Console().is_terminal else 160)
+
+
 def print_result(title: str, result: dict, run_folder: Path, wandb_dir: Path | None) -> None:
-    console = Console()
+    console = make_console()
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")

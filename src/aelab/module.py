@@ -10,7 +10,7 @@ from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
 from aelab.density import LatentGMM
-from aelab.errors import ConfigError, positive_int
+from aelab.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
 from aelab.losses.penalties import Penalty
 from aelab.metrics.reconstruction import reconstruction_metrics
@@ -120,6 +120,10 @@ class AutoencoderModule(pl.LightningModule):
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         loss, logs = self.compute_loss(batch, stage)
+        if stage == "train" and not torch.isfinite(loss):
+            bad = [k for k, v in logs.items() if not torch.isfinite(v).all()]
+            raise DivergenceError(f"non-finite training loss at step {self.global_step} (epoch {self.current_epoch}); "
+                                  f"non-finite terms: {', '.join(bad)}; the last good checkpoint is kept")
         self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_step=stage == "train", on_epoch=True,
                       batch_size=len(batch["x"]))
         if stage in EVAL_STAGES:

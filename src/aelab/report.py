@@ -162,16 +162,18 @@ def page(sweep: Path, table_md: str, plots: list[Path], runs: list[tuple[Path, d
 
 
 def print_table(varying: list[str], rows: dict, metrics: list[str], best: dict, failed: list) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="mean ± std over seeds (n); bold: best")
-    for name in [*varying, *metrics]:
-        table.add_column(name, justify="right" if name in metrics else "left")
+    from aelab.console import make_console
+
+    table = Table(title="mean ± std over seeds; n runs; bold: best")
+    for name in [*varying, "n", *metrics]:
+        table.add_column(name, justify="left" if name in varying else "right")
     for key, cells in rows.items():
-        table.add_row(*map(str, key), *[f"[bold]{cells[m].text()}[/bold]" if best.get(m) == key else cells[m].text()
-                                        for m in metrics])
-    console = Console()
+        texts = [f"{c.mean:.4g} ± {c.std:.2g}" if c.values else "–" for c in (cells[m] for m in metrics)]
+        marked = [f"[bold]{t}[/bold]" if best.get(m) == key else t for m, t in zip(metrics, texts)]
+        table.add_row(*map(str, key), str(max(c.n for c in cells.values())), *marked)
+    console = make_console()
     console.print(table)
     for folder, r in failed:
         console.print(f"[red]not averaged in[/red]: {folder} ({r['state']}) {r.get('error', '')}", soft_wrap=True)

@@ -50,11 +50,11 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
         logger.log_hyperparams(resolved)
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved)]
     trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = stage_metrics(trainer.callback_metrics, "train", "val")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.test:
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update(stage_metrics(trainer.callback_metrics, "test"))
     return metrics, best
 

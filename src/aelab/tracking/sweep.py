@@ -26,8 +26,9 @@ class SweepSummary(Callback):
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)  # Optuna's sqlite file lives there
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from rich.console import Console
         from rich.table import Table
+
+        from aelab.console import make_console
 
         sweep_dir = Path(config.hydra.sweep.dir)
         records = job_records(sweep_dir)
@@ -36,7 +37,7 @@ class SweepSummary(Callback):
             table.add_column(column, overflow="fold")
         for folder, record in records:
             table.add_row(folder.name, record["state"], " ".join(record.get("overrides", [])), record.get("error", ""))
-        Console().print(table)
+        make_console().print(table)
         failed = [folder.name for folder, record in records if record["state"] != "completed"]
         if failed:
             log.error("%d of %d jobs did not complete: %s", len(failed), len(records), ", ".join(failed))
