@@ -61,3 +61,14 @@ def test_truncated_checkpoint_is_a_clear_error(trained: Path, tmp_path: Path) ->
     assert "truncated or not a PyTorch checkpoint" in out.stderr + out.stdout
     assert "Traceback" not in out.stderr
     assert read_result(tmp_path / "eval")["state"] == "failed"
+
+
+def test_training_from_a_checkpoint_of_another_variant_is_refused(trained: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    out = run_cli("aelab-train", [*FAST, "model=ae", "model.latent_dim=5", "logger=none", f"ckpt_path={ckpt}",
+                                  f"hydra.run.dir={tmp_path}"])
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    line = next(l for l in (out.stdout + out.stderr).splitlines() if "ERROR" in l)
+    assert "does not fit this model" in line and "name: checkpoint 'vae', config 'ae'" in line
+    assert "latent_dim: checkpoint 16, config 5" in line
+    assert read_result(tmp_path)["state"] == "failed"

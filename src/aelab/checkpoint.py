@@ -32,6 +32,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+IDENTITY = ("name", "arch", "latent_dim", "in_shape")  # what must match for weights to fit
+
+
+def check_compatible(ckpt: dict[str, Any], model_cfg: DictConfig, path: str | Path) -> None:
+    """Refuse, in one line, a checkpoint trained for another variant, architecture, latent size or data shape."""
+    stored = ckpt[CONFIG_KEY]["model"]
+    wanted = OmegaConf.to_container(model_cfg, resolve=True)
+    diff = [f"{k}: checkpoint {stored.get(k)!r}, config {wanted.get(k)!r}" for k in IDENTITY if stored.get(k) != wanted.get(k)]
+    if diff:
+        raise CheckpointError(f"checkpoint {path} does not fit this model ({'; '.join(diff)})")
+
+
 def rebuild_model(ckpt: dict[str, Any]) -> tuple[Any, DictConfig]:
     """Instantiate the stored model config and load the weights; return the module and the run config."""
     config = OmegaConf.create(ckpt[CONFIG_KEY])

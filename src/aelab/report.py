@@ -136,6 +136,8 @@ def plot(path: Path, metric: str, varying: list[str], rows: dict) -> Path:
         ax.errorbar([p[0] for p in points], [c.mean for _, c in points], yerr=[c.std for _, c in points],
                     marker="o", capsize=3, label=" ".join(map(str, label)))
     ax.set(xlabel="latent_dim", ylabel=metric, xscale="log", title=f"{metric} against latent size")
+    ax.set_xticks(sorted({key[d] for key in rows}), labels=[str(v) for v in sorted({key[d] for key in rows})])
+    ax.minorticks_off()
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)

@@ -59,6 +59,18 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
     return metrics, best
 
 
+def resume_checkpoint(cfg: DictConfig, attempted_before: bool) -> str | None:
+    """`ckpt_path`, else this folder's last.ckpt when the job ran before and `resume`; checked to fit the model."""
+    from aelab.checkpoint import check_compatible, load_checkpoint
+
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    path = cfg.ckpt_path or (str(last) if cfg.resume and attempted_before and last.is_file() else None)
+    if path:
+        check_compatible(load_checkpoint(path), cfg.model, path)
+        log.info("resuming from %s", path)
+    return path
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, optionally test, and return the record written to `<run>/result.json`."""
     import pytorch_lightning as pl
@@ -76,14 +88,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if record.completed_before and cfg.resume:
         log.info("%s: this job completed before; skipped (resume=false runs it again)", cfg.paths.output_dir)
         return record.previous
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    ckpt_path = cfg.ckpt_path or (str(last) if cfg.resume and record.previous and last.is_file() else None)
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
     record.begin()
     torch.set_num_threads(torch_threads(cfg.threads))
     loggers: list = []
+    ckpt_path = None
     try:
+        ckpt_path = resume_checkpoint(cfg, record.previous is not None)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         loggers = [build(c) for c in cfg.logger.values() if c is not None]
         metrics, best = fit_and_test(cfg, loggers, ckpt_path)
