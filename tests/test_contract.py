@@ -83,3 +83,18 @@ def test_a_few_steps_lower_the_loss(variant: str, tmp_path: Path, digits_batch: 
         optimizer.step()
     model.eval()
     assert eval_loss() < before
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_trains_validates_and_tests_through_lightning(variant: str, tmp_path: Path) -> None:
+    """A few real Trainer steps per variant: catches what only the loops do (no_grad/inference mode, callbacks)."""
+    from aelab.train import train
+
+    cfg = compose_cfg(["data=digits", f"model={variant}", "model/arch=mlp", f"model.latent_dim={LATENT}", "logger=none",
+                       "callbacks.progress=null", "callbacks.embeddings.n=50", "trainer.max_epochs=1",
+                       "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2"],
+                      tmp_path)
+    result = train(cfg)
+    assert result["state"] == "completed"
+    assert all(math.isfinite(result["metrics"][k]) for k in ("val/loss", "test/loss", "test/mse"))
+    assert (tmp_path / "samples.png").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
