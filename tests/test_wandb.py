@@ -52,8 +52,12 @@ def test_metrics_image_and_table_are_logged(wandb_run: tuple[Path, str]) -> None
     run = wandb_run[0]
     summary = inspect(run)["summary"]
     result = read_result(run)["metrics"]
-    for key in ("val/mse", "val/psnr", "val/ssim", "val/elbo", "val/kl", "test/mse", "test/elbo"):
+    best = {"val/mse": "min", "val/psnr": "max", "val/ssim": "max", "val/elbo": "max"}  # defined summaries
+    for key, how in best.items():
+        assert math.isfinite(summary[key][how])
+    for key in ("val/kl", "test/mse", "test/elbo"):
         assert math.isfinite(summary[key])
+    assert summary["val/mse"]["min"] <= result["val/mse"] + 1e-9  # the best epoch, the last one at most
     assert summary["test/mse"] == pytest.approx(result["test/mse"], rel=1e-6)
     image = summary["val/reconstructions"]
     assert image["_type"] == "images/separated" and image["count"] == 1
