@@ -68,7 +68,12 @@ def group(runs: list[tuple[Path, dict]], metrics: list[str]) -> tuple[list[str],
         for m in metrics:
             if m in r["metrics"]:
                 cells[m].values.append(r["metrics"][m])
-    return varying, dict(sorted(rows.items(), key=lambda kv: tuple(str(v).zfill(8) for v in kv[0])))
+    return varying, dict(sorted(rows.items(), key=lambda kv: tuple(sort_key(v) for v in kv[0])))
+
+
+def sort_key(value: object) -> tuple[int, float, str]:
+    """Numbers in numeric order before names in alphabetical order."""
+    return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
 
 
 def best_rows(rows: dict[tuple, dict[str, Cell]], metrics: list[str]) -> dict[str, tuple]:
