@@ -9,7 +9,7 @@ STAMP := $(VENV)/.aelab-installed
 FMNIST_FILE := train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: setup data train eval test sweep report clean
+.PHONY: setup data train eval test sweep report bench clean
 
 setup: $(STAMP) data
 
@@ -49,6 +49,9 @@ report: setup
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python scripts/bench.py $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache
