@@ -150,10 +150,27 @@ def machine() -> dict[str, Any]:
             "cpu": cpu, "platform": platform.platform()}
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds used by every process on the machine since boot, CPU seconds of this process and its children)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    own = os.times()
+    return ((user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK"),
+            own.user + own.system + own.children_user + own.children_system)
+
+
+def other_cores(before: tuple[float, float], wall: float) -> float:
+    """Average number of cores that processes other than this benchmark kept busy since `before`."""
+    now = cpu_seconds()
+    return max(0.0, (now[0] - before[0]) - (now[1] - before[1])) / wall
+
+
 # ---- part 1: training throughput ------------------------------------------------------------------------------
 def fit_aelab(overrides: list[str], datamodule: InMemoryDataModule, name: str) -> list[Epoch]:
     """Build callbacks and trainer from the composed config as `aelab.train.fit_and_test` does; fit; time epochs."""
-    cfg = compose_cfg([*FIT, *overrides, f"paths.output_dir={OUT / 'runs' / name}"])
+    run_dir = OUT / "runs" / name.replace(" ", "_").replace("%", "pct")
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run folder each fit, as a new run would have
+    cfg = compose_cfg([*FIT, *overrides, f"paths.output_dir={run_dir}"])
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model, timer = build(cfg.model), EpochTimer()
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None]
@@ -426,7 +443,9 @@ def markdown(report: dict[str, Any], parts: list[Part]) -> str:
     lines = ["# aelab benchmark", "", f"Command: `{report['command']}` (scripts/bench.py), {report['date']}, "
              f"total {report['total_s']:.0f} s" + (" (--quick: not for quoting)" if report["quick"] else ""), "",
              f"Machine: nproc {m['nproc']}, torch threads {m['torch_threads']}, torch {m['torch']}, "
-             f"pytorch-lightning {m['pytorch_lightning']}, Python {m['python']}, {m['cpu']}, {m['platform']}", ""]
+             f"pytorch-lightning {m['pytorch_lightning']}, Python {m['python']}, {m['cpu']}, {m['platform']}", "",
+             f"Other processes kept {m['other_cores_busy']:.2f} of the {m['nproc']} cores busy on average during the "
+             "run (anything above ~0.1 skews the numbers).", ""]
     for part in parts:
         lines += [f"## {part.title}", "", "| " + " | ".join(part.columns) + " |",
                   "|" + "---|" * len(part.columns)]
@@ -479,12 +498,13 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     warnings.filterwarnings("ignore", ".*could not find the monitored key.*")  # validation is off on purpose
     torch.set_num_threads(torch_threads(None))  # what aelab.train.train sets for a single run
-    settings, start = (QUICK if args.quick else Settings()), time.perf_counter()
+    settings, start, cpu_before = (QUICK if args.quick else Settings()), time.perf_counter(), cpu_seconds()
     shutil.rmtree(OUT / "runs", ignore_errors=True)
     parts = run_parts(settings, set(args.parts.split(",")))
     report = {"command": COMMAND + (" ARGS=--quick" if args.quick else ""), "quick": args.quick,
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "total_s": time.perf_counter() - start,
-              "machine": machine(), "settings": asdict(settings), "parts": [asdict(p) for p in parts]}
+              "machine": {**machine(), "other_cores_busy": other_cores(cpu_before, time.perf_counter() - start)},
+              "settings": asdict(settings), "parts": [asdict(p) for p in parts]}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (OUT / "bench.md").write_text(markdown(report, parts))
