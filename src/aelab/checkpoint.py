@@ -12,7 +12,7 @@ from aelab.build import build
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.callbacks.config import CONFIG_KEY
-from aelab.errors import AelabError, CheckpointError
+from aelab.errors import CheckpointError
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -55,5 +55,3 @@ def rebuild_model(ckpt: dict[str, Any]) -> tuple[Any, DictConfig]:
                               f"(latent_dim={config.model.latent_dim}): {str(err).splitlines()[0]}") from err
     return model, config
 
-
-__all__ = ["load_checkpoint", "rebuild_model", "AelabError"]

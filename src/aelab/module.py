@@ -104,7 +104,8 @@ class AutoencoderModule(pl.LightningModule):
         x = self.corruption(batch["x"]) if self.corruption is not None and stage == "train" else batch["x"]
         out, b = self(x)
         target = batch["target"]
-        target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))  # (B, ...) -> (S*B, ...)
+        if len(out) != len(target):  # multi-sample bottleneck: (B, ...) -> (S*B, ...)
+            target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
         recon = self.likelihood.nll(out, target)  # (S*B,), S > 1 for multi-sample bottlenecks
         weights = {k: w for k, w in self.loss_weights.items() if k in b.terms}
         per_example = self.bottleneck.objective(recon, b.terms, weights)  # (B,)
