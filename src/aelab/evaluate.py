@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint at `cfg.ckpt_path`; return the record written to `<run>/result.json`."""
     import pytorch_lightning as pl
-    from aelab.build import build
 
+    from aelab.build import build
     from aelab.checkpoint import load_checkpoint, rebuild_model
+    from aelab.evals.base import run_suite
     from aelab.tracking.finish import close_loggers
     from aelab.tracking.run import RunRecord
 
@@ -36,18 +37,22 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     try:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         model, run_cfg = rebuild_model(load_checkpoint(cfg.ckpt_path))
-        datamodule = build(cfg.data if cfg.get("data") else run_cfg.data)
+        task = build(run_cfg.task) if run_cfg.get("task") else None  # checkpoints from before tasks: reconstruct
+        datamodule = build(cfg.data if cfg.get("data") else run_cfg.data, task=task)
         loggers = [build(c) for c in cfg.logger.values() if c is not None]
         for logger in loggers:
             logger.log_hyperparams({"eval": OmegaConf.to_container(cfg, resolve=True), **OmegaConf.to_container(run_cfg)})
         trainer: pl.Trainer = build(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
         trainer.test(model, datamodule=datamodule, verbose=False)
         metrics = stage_metrics(trainer.callback_metrics, "test")
+        evaluators = {name: build(node) for name, node in (cfg.get("eval") or {}).items()}
+        suite, notes = run_suite(evaluators, model, datamodule, Path(cfg.paths.output_dir), trainer)
+        metrics.update(suite)
     except BaseException as err:
         record.finish("failed", {}, error=f"{type(err).__name__}: {err}", checkpoint=str(cfg.ckpt_path))
         close_loggers(loggers, ok=False)
         raise
-    result = record.finish("completed", metrics, checkpoint=str(cfg.ckpt_path), model=run_cfg.model.name,
+    result = record.finish("completed", metrics, notes=notes, checkpoint=str(cfg.ckpt_path), model=run_cfg.model.name,
                            data=datamodule.name)
     close_loggers(loggers, ok=True)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import pytorch_lightning as pl
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
+from aelab.bottlenecks.gaussian import DiagonalGaussian
 from aelab.density import LatentGMM
 from aelab.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
@@ -86,6 +88,21 @@ class AutoencoderModule(pl.LightningModule):
         if self.density is not None:
             self.density.fit(z)
 
+    def anomaly_score(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-example score (B,): -log p(target|z), plus the KL (i.e. -ELBO) when the bottleneck has a prior."""
+        recon, b = self.reconstruction_nll(x, target)
+        return self.bottleneck.objective(recon, b.terms, {"kl": 1.0} if "kl" in b.terms else {})
+
+    def iw_log_likelihood(self, x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+        """Importance-weighted estimate (B,) of log p(target) with k posterior samples (Burda et al. 2016)."""
+        if not isinstance(self.bottleneck, DiagonalGaussian):
+            raise ConfigError(f"{self.hparams.name}: the importance-weighted likelihood needs a Gaussian posterior")
+        mu, logvar = self.bottleneck.posterior(self.encoder(x))
+        z, log_ratio = self.bottleneck.importance_samples(mu, logvar, k)  # (k, B, d), (k, B)
+        repeated = target.repeat(k, *[1] * (target.ndim - 1))  # (B, ...) -> (k*B, ...)
+        log_px_z = -self.likelihood.nll(self.decoder(z.flatten(0, 1)), repeated).view(k, -1)  # (k, B)
+        return torch.logsumexp(log_px_z + log_ratio, dim=0) - math.log(k)
+
     def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8) -> torch.Tensor:
         """Decode straight lines between the codes of x0 and x1: (B, *shape) x 2 -> (B, steps, *shape)."""
         z0, z1 = self.encode(x0), self.encode(x1)
@@ -99,14 +116,18 @@ class AutoencoderModule(pl.LightningModule):
         b = self.bottleneck(self.encoder(x))
         return self.decoder(b.z), b
 
+    def reconstruction_nll(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, BottleneckOutput]:
+        """-log p(target|z) per code (S*B,) for codes z of x (S > 1 for multi-sample bottlenecks), and the bottleneck output."""
+        b = self.bottleneck(self.encoder(x))
+        out = self.decoder(b.z)
+        if len(out) != len(target):  # multi-sample bottleneck: (B, ...) -> (S*B, ...)
+            target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
+        return self.likelihood.nll(out, target), b
+
     def compute_loss(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The scalar loss and every scalar to log for one batch (no logging: tests call it directly)."""
         x = self.corruption(batch["x"]) if self.corruption is not None and stage == "train" else batch["x"]
-        out, b = self(x)
-        target = batch["target"]
-        if len(out) != len(target):  # multi-sample bottleneck: (B, ...) -> (S*B, ...)
-            target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
-        recon = self.likelihood.nll(out, target)  # (S*B,), S > 1 for multi-sample bottlenecks
+        recon, b = self.reconstruction_nll(x, batch["target"])
         weights = {k: w for k, w in self.loss_weights.items() if k in b.terms}
         per_example = self.bottleneck.objective(recon, b.terms, weights)  # (B,)
         terms = dict(b.terms)

@@ -39,12 +39,13 @@ def quiet_libraries() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
 
-def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple[dict[str, float], str]:
-    """Build data, model, callbacks and trainer from the config; fit, test the best checkpoint."""
+def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple[dict[str, float], str, list[str]]:
+    """Build data, model, callbacks and trainer from the config; fit, test the best checkpoint, run the eval suite."""
     from aelab.build import build
     from aelab.callbacks.config import StoreConfig
+    from aelab.evals.base import run_suite
 
-    datamodule, model = build(cfg.data), build(cfg.model)
+    datamodule, model = build(cfg.data, task=build(cfg.task)), build(cfg.model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
         logger.log_hyperparams(resolved)
@@ -53,10 +54,14 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = stage_metrics(trainer.callback_metrics, "train", "val")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    notes: list[str] = []
     if cfg.test:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update(stage_metrics(trainer.callback_metrics, "test"))
-    return metrics, best
+        evaluators = {name: build(node) for name, node in (cfg.get("eval") or {}).items()}
+        suite, notes = run_suite(evaluators, model, datamodule, Path(cfg.paths.output_dir), trainer)
+        metrics.update(suite)
+    return metrics, best, notes
 
 
 def resume_checkpoint(cfg: DictConfig, attempted_before: bool) -> str | None:
@@ -83,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     quiet_libraries()
     run = {"model": cfg.model.name, "arch": cfg.model.arch, "latent_dim": cfg.model.latent_dim,
-           "data": cfg.data.name, "seed": cfg.seed}
+           "data": cfg.data.name, "task": cfg.task.name, "seed": cfg.seed}
     record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides(), run=run)
     if record.completed_before and cfg.resume:
         log.info("%s: this job completed before; skipped (resume=false runs it again)", cfg.paths.output_dir)
@@ -96,13 +101,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ckpt_path = resume_checkpoint(cfg, record.previous is not None)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         loggers = [build(c) for c in cfg.logger.values() if c is not None]
-        metrics, best = fit_and_test(cfg, loggers, ckpt_path)
+        metrics, best, notes = fit_and_test(cfg, loggers, ckpt_path)
     except BaseException as err:
         record.finish("failed", {}, error=f"{type(err).__name__}: {err}")
         close_loggers(loggers, ok=False)
         raise
     wandb_dirs = [d for d in map(run_dir, loggers) if d is not None]
-    result = record.finish("completed", metrics, best_checkpoint=best or None, resumed_from=ckpt_path,
+    result = record.finish("completed", metrics, notes=notes, best_checkpoint=best or None, resumed_from=ckpt_path,
                            wandb_dir=str(wandb_dirs[0]) if wandb_dirs else None)
     close_loggers(loggers, ok=True)
     return result

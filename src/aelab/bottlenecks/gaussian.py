@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.distributions import Normal
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
 
@@ -34,6 +35,12 @@ class DiagonalGaussian(Bottleneck):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)  # (B, d) -> (B,)
         terms = {"kl": kl, "kl_capacity": (kl - self.capacity).abs()}
         return BottleneckOutput(z=z, terms=terms, stats={"posterior_var": logvar.exp().mean().detach()})
+
+    def importance_samples(self, mu: torch.Tensor, logvar: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """k posterior samples z (k, B, d) and their log p(z) - log q(z|x) (k, B)."""
+        q = Normal(mu, torch.exp(0.5 * logvar))
+        z = q.rsample((k,))
+        return z, (Normal(0.0, 1.0).log_prob(z) - q.log_prob(z)).sum(-1)
 
     def embed(self, h: torch.Tensor) -> torch.Tensor:
         return self.posterior(h)[0]

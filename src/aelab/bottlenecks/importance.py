@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.distributions import Normal
 
 from aelab.bottlenecks.base import BottleneckOutput
 from aelab.bottlenecks.gaussian import DiagonalGaussian
@@ -27,11 +26,9 @@ class ImportanceWeighted(DiagonalGaussian):
 
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         mu, logvar = self.posterior(h)
-        q = Normal(mu, torch.exp(0.5 * logvar))
-        z = q.rsample((self.samples,))  # (S, B, d)
-        log_ratio = (q.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(-1)  # (S, B)
+        z, log_ratio = self.importance_samples(mu, logvar, self.samples)  # (S, B, d), (S, B)
         stats = {"posterior_var": logvar.exp().mean().detach()}
-        return BottleneckOutput(z=z.flatten(0, 1), terms={"kl": log_ratio.flatten()}, stats=stats)  # (S*B, d)
+        return BottleneckOutput(z=z.flatten(0, 1), terms={"kl": -log_ratio.flatten()}, stats=stats)  # (S*B, d)
 
     def objective(self, recon: torch.Tensor, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
         log_w = -(recon + weights.get("kl", 1.0) * terms["kl"]).view(self.samples, -1)  # (S*B,) -> (S, B)

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from aelab.errors import ConfigError, DataError
+from aelab.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +23,31 @@ class Splits:
     y_train: torch.Tensor
     x_test: torch.Tensor  # the official test set, never used for model selection
     y_test: torch.Tensor
+    factors_train: torch.Tensor | None = None  # (N, K) integer generative factors, for disentanglement metrics
+    factors_test: torch.Tensor | None = None
 
 
 class TensorBatches(Dataset):
-    """A dataset indexed by a whole batch of indices at once: one gather per batch, no per-sample collate."""
+    """A dataset indexed by a whole batch of indices at once: one gather per batch, no per-sample collate.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y = x, y
+    `inputs` holds fixed model inputs (val/test of random tasks); otherwise the task makes them per batch.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, task: Task, inputs: torch.Tensor | None = None,
+                 factors: torch.Tensor | None = None) -> None:
+        self.x, self.y, self.task, self.inputs, self.factors = x, y, task, inputs, factors  # x: the clean data
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, idx: list[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(idx, dtype=torch.long)
-        x = self.x[index]
-        return {"x": x, "target": x, "y": self.y[index]}
+        target = self.x[index]
+        x = self.inputs[index] if self.inputs is not None else self.task.inputs(target)
+        batch = {"x": x, "target": target, "y": self.y[index]}
+        if self.factors is not None:
+            batch["factors"] = self.factors[index]
+        return batch
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -51,6 +62,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1000,
         val_size: int | float = 0.1,
         split_seed: int = 0,
+        normal_classes: list[int] | None = None,
+        task: Task | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -58,6 +71,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.name, self.shape, self.num_classes = name, list(shape), num_classes
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed = val_size, split_seed
+        self.normal_classes = list(normal_classes) if normal_classes is not None else None  # one-class training
+        self.task = task or Task()
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
@@ -78,11 +93,36 @@ class InMemoryDataModule(pl.LightningDataModule):
         if not 0 < n_val < n:
             raise ConfigError(f"data.val_size={self.val_size} leaves no train or no val data out of {n}")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
-        val_idx, train_idx = perm[:n_val], perm[n_val:]
-        self.train_set = TensorBatches(splits.x_train[train_idx], splits.y_train[train_idx])
-        self.val_set = TensorBatches(splits.x_train[val_idx], splits.y_train[val_idx])
-        self.test_set = TensorBatches(splits.x_test, splits.y_test)
-        log.info("%s: %d train, %d val, %d test, shape %s", self.name, n - n_val, n_val, len(splits.x_test), got)
+        val_idx, train_idx = self.normal_only(perm[:n_val], splits.y_train), self.normal_only(perm[n_val:], splits.y_train)
+        self.train_set = self.subset(splits.x_train, splits.y_train, splits.factors_train, train_idx, fixed=False)
+        self.val_set = self.subset(splits.x_train, splits.y_train, splits.factors_train, val_idx, fixed=True)
+        self.test_set = self.subset(splits.x_test, splits.y_test, splits.factors_test, None, fixed=True)
+        log.info("%s: %d train, %d val, %d test, shape %s, task %s", self.name, len(self.train_set), len(self.val_set),
+                 len(self.test_set), got, self.task.name)
+
+    def normal_only(self, idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The indices whose label is a normal class (all of them when `normal_classes` is unset)."""
+        if self.normal_classes is None:
+            return idx
+        kept = idx[torch.isin(y[idx], torch.as_tensor(self.normal_classes))]
+        if len(kept) == 0:
+            raise ConfigError(f"data.normal_classes={self.normal_classes} selects no {self.name} examples; "
+                              f"the classes are 0..{self.num_classes - 1}")
+        return kept
+
+    def subset(self, x: torch.Tensor, y: torch.Tensor, factors: torch.Tensor | None, idx: torch.Tensor | None,
+               fixed: bool) -> TensorBatches:
+        """TensorBatches of the rows `idx` (all when None); `fixed` draws the task's inputs once."""
+        if idx is not None:
+            x, y, factors = x[idx], y[idx], factors[idx] if factors is not None else None
+        inputs = self.task.fixed_inputs(x, self.split_seed) if fixed else None
+        return TensorBatches(x, y, self.task, inputs, factors)
+
+    def is_anomaly(self, y: torch.Tensor) -> torch.Tensor:
+        """Boolean (N,): labels outside `normal_classes` (needs `normal_classes`)."""
+        if self.normal_classes is None:
+            raise ConfigError(f"{self.name}: anomaly labels need data.normal_classes (task=one_class sets it)")
+        return ~torch.isin(y, torch.as_tensor(self.normal_classes))
 
     def _loader(self, data: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
         sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
@@ -101,8 +141,12 @@ class InMemoryDataModule(pl.LightningDataModule):
     def fixed_batch(self, stage: str, n: int) -> dict[str, torch.Tensor]:
         """The first `n` examples of a split, the same every call (for image grids and embeddings)."""
         self.setup()
-        data = {"val": self.val_set, "test": self.test_set, "train": self.train_set}[stage]
-        return data[list(range(min(n, len(data))))]
+        return self.split(stage)[list(range(min(n, len(self.split(stage)))))]
+
+    def split(self, stage: str) -> TensorBatches:
+        """The train, val or test set."""
+        self.setup()
+        return {"val": self.val_set, "test": self.test_set, "train": self.train_set}[stage]
 
 
 def to_float_images(raw: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,7 @@
-"""Input corruptions for denoising (Vincent et al. 2008, 2010): x -> x_tilde, the target stays clean."""
+"""Input corruptions for denoising (Vincent et al. 2008, 2010): x -> x_tilde, the target stays clean.
+
+`at_level(l)` is the same corruption at another level (std for Gaussian noise, p for the others).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ class GaussianNoise(nn.Module):
         noisy = x + self.std * torch.randn_like(x)
         return noisy.clamp(*self.clip) if self.clip is not None else noisy
 
+    def at_level(self, level: float) -> "GaussianNoise":
+        return GaussianNoise(level, self.clip)
+
 
 class Masking(nn.Module):
     """Each value set to 0 with probability p (masking noise)."""
@@ -27,6 +33,9 @@ class Masking(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * (torch.rand_like(x) >= self.p)
+
+    def at_level(self, level: float) -> "Masking":
+        return Masking(level)
 
 
 class SaltAndPepper(nn.Module):
@@ -40,3 +49,6 @@ class SaltAndPepper(nn.Module):
         u = torch.rand_like(x)
         salt = torch.where(torch.rand_like(x) < 0.5, self.lo, self.hi).to(x.dtype)
         return torch.where(u < self.p, salt, x)
+
+    def at_level(self, level: float) -> "SaltAndPepper":
+        return SaltAndPepper(level, self.lo, self.hi)

@@ -1,0 +1,1 @@
+"""Evaluators run on a trained model at the end of training or by `aelab-eval eval=<suite>`."""

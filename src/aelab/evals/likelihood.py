@@ -1,0 +1,38 @@
+"""Importance-weighted estimate of the test negative log-likelihood (Burda et al. 2016, section 5):
+
+-log p(x) ~= -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x); k = 1 is the single-sample -ELBO and the
+estimate tightens (decreases in expectation) as k grows. In nats per example, under the model's likelihood.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from aelab.bottlenecks.gaussian import DiagonalGaussian
+from aelab.data.base import InMemoryDataModule
+from aelab.evals.base import Evaluation, Evaluator, batched
+from aelab.errors import positive_int
+
+
+class ImportanceWeightedNLL(Evaluator):
+    """`test/iw_nll` with k samples per example, over the first `max_examples` test examples (all when null)."""
+
+    def __init__(self, k: int = 100, max_examples: int | None = None, codes_per_batch: int = 20000, seed: int = 0) -> None:
+        self.k = positive_int("eval.likelihood.k", k)
+        self.max_examples, self.codes_per_batch, self.seed = max_examples, codes_per_batch, seed
+
+    def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
+        return None if isinstance(model.bottleneck, DiagonalGaussian) else "needs a Gaussian posterior (vae, beta_vae, iwae ...)"
+
+    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+        n = len(data.split("test")) if self.max_examples is None else min(self.max_examples, len(data.split("test")))
+        test = data.fixed_batch("test", n)
+        torch.manual_seed(self.seed)
+        size = max(1, self.codes_per_batch // self.k)  # examples per batch so that k * size codes fit at once
+        log_px = batched(lambda x, t: model.iw_log_likelihood(x, t, self.k), test["x"], test["target"],
+                         device=model.device, size=size)
+        notes = [f"k={self.k} importance samples on {n} test examples"]
+        return Evaluation(metrics={"test/iw_nll": float(-log_px.mean())}, notes=notes)

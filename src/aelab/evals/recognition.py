@@ -1,0 +1,31 @@
+"""Recognition from frozen codes: linear-probe and k-NN accuracy, trained on train codes, scored on test codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from aelab.data.base import InMemoryDataModule
+from aelab.evals.base import Evaluation, Evaluator, split_codes
+from aelab.metrics.probe import knn_accuracy, probe_accuracy
+
+
+class Recognition(Evaluator):
+    """`test/probe_acc` (standardised logistic regression) and `test/knn_acc` (k nearest neighbours)."""
+
+    def __init__(self, k: int = 5, max_train: int = 20000, max_iter: int = 1000) -> None:
+        self.k, self.max_train, self.max_iter = k, max_train, max_iter
+
+    def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
+        if data.normal_classes is not None and len(data.normal_classes) < 2:
+            return "the training split holds a single class (one-class task)"
+        return None
+
+    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+        z_train, y_train = split_codes(model, data, "train", self.max_train)
+        z_test, y_test = split_codes(model, data, "test")
+        metrics = {"test/probe_acc": probe_accuracy(z_train, y_train, z_test, y_test, max_iter=self.max_iter),
+                   "test/knn_acc": knn_accuracy(z_train, y_train, z_test, y_test, k=self.k)}
+        notes = [f"probe and {self.k}-NN fit on {len(z_train)} train codes"] if len(z_train) < len(data.split("train")) else []
+        return Evaluation(metrics=metrics, notes=notes)
