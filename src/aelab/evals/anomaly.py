@@ -19,8 +19,11 @@ from aelab.evals.base import Evaluation, Evaluator, batched
 
 def detection_metrics(scores: torch.Tensor, is_anomaly: torch.Tensor) -> dict[str, float]:
     """AUROC and AUPRC of scores (N,) (higher = more anomalous) for boolean labels (N,)."""
+    s = scores.double()
+    # min-max into [0, 1] (order kept): torchmetrics would otherwise read the scores as logits and squash them
+    s = (s - s.min()) / (s.max() - s.min()).clamp_min(torch.finfo(s.dtype).tiny)
     target = is_anomaly.long()
-    return {"auroc": float(binary_auroc(scores, target)), "auprc": float(binary_average_precision(scores, target))}
+    return {"auroc": float(binary_auroc(s, target)), "auprc": float(binary_average_precision(s, target))}
 
 
 class AnomalyDetection(Evaluator):

@@ -8,6 +8,7 @@ Inception weights are present locally.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -18,6 +19,7 @@ from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, split_codes
 from aelab.metrics.frechet import cached_feature_classifier, features, frechet_distance
 
+BATCH = 256  # feature classifier batch size
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # the file torch-fidelity looks for
 
 
@@ -58,9 +60,9 @@ def inception_fid(samples: torch.Tensor, real: torch.Tensor) -> tuple[float | No
 class Generation(Evaluator):
     """Grids `samples.png`, `interpolations.png`, `traversals.png`; `test/frechet_clf` on `n` samples."""
 
-    def __init__(self, n: int = 5000, cache_dir: str = "data/feature_nets", classifier_epochs: int = 5,
+    def __init__(self, n: int = 5000, cache_dir: str = "data/feature_nets", classifier_steps: int = 2000,
                  pairs: int = 8, steps: int = 10, traverse_dims: int = 10, span: float = 3.0, inception: bool = True) -> None:
-        self.n, self.cache_dir, self.classifier_epochs = n, Path(cache_dir), classifier_epochs
+        self.n, self.cache_dir, self.classifier_steps = n, Path(cache_dir), classifier_steps
         self.pairs, self.steps, self.traverse_dims, self.span, self.inception = pairs, steps, traverse_dims, span, inception
 
     def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
@@ -100,7 +102,8 @@ class Generation(Evaluator):
         path = self.cache_dir / f"{data.name}_{'x'.join(map(str, data.shape))}.pt"
         classifier, accuracy = cached_feature_classifier(path, train.x, train.y, data.shape, data.num_classes,
                                                          x_test=test["target"], y_test=test["y"],
-                                                         epochs=self.classifier_epochs)
+                                                         epochs=math.ceil(self.classifier_steps * BATCH / len(train)),
+                                                         batch_size=BATCH)
         real_f = features(classifier, real)
         train_f = features(classifier, train.x[:len(real)])
         metrics = {"test/frechet_clf": frechet_distance(features(classifier, samples), real_f),
