@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-data:
+# Fashion-MNIST from Debian's package (when root), and the breast-cancer CSV written from scikit-learn's bundled table.
+data: $(STAMP)
+	@[ -f data/breast_cancer.csv ] || $(BIN)/python scripts/export_breast_cancer.py data/breast_cancer.csv
 	@if [ -f data/fashion_mnist/$(FMNIST_FILE) ] || [ -f /usr/share/datasets/fashion-mnist/$(FMNIST_FILE) ]; then \
 	  echo "Fashion-MNIST: found"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
