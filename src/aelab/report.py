@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_METRICS = ("test/mse", "test/psnr", "test/ssim")
+SUITE_METRICS = ("test/probe_acc", "test/knn_acc", "test/auroc", "test/auprc", "test/psnr_gain", "test/ssim_gain",
+                 "test/iw_nll", "test/frechet_clf", "test/mig", "test/dci_disentanglement", "test/dci_completeness",
+                 "test/dci_informativeness")  # evaluation-suite columns, shown when any run has them
 HIGHER_IS_BETTER = ("psnr", "ssim", "elbo", "auroc", "auprc", "accuracy", "acc", "mig", "dci", "gain")
 KEYS = ("model", "arch", "data", "latent_dim")
 
@@ -186,9 +189,16 @@ def print_table(varying: list[str], rows: dict, metrics: list[str], best: dict, 
         console.print(f"[red]not averaged in[/red]: {folder} ({r['state']}) {r.get('error', '')}", soft_wrap=True)
 
 
-def report(sweep: Path, metrics: list[str]) -> dict[str, Path]:
+def default_metrics(runs: list[tuple[Path, dict]]) -> list[str]:
+    """The reconstruction and evaluation-suite metrics that at least one run recorded."""
+    present = {m for _, r in runs for m in r.get("metrics", {})}
+    return [m for m in (*DEFAULT_METRICS, *SUITE_METRICS) if m in present] or list(DEFAULT_METRICS)
+
+
+def report(sweep: Path, metrics: list[str] | None = None) -> dict[str, Path]:
     """Write every report file into the sweep folder; return their paths."""
     runs = load_runs(sweep)
+    metrics = metrics or default_metrics(runs)
     varying, rows = group(runs, metrics)
     best = best_rows(rows, metrics)
     failed = [(folder, r) for folder, r in runs if r["state"] != "completed"]
@@ -206,7 +216,8 @@ def report(sweep: Path, metrics: list[str]) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="aelab-report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="a sweep folder (outputs/sweeps/...) or any folder of run folders")
-    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="result.json metric keys")
+    parser.add_argument("--metrics", nargs="+", default=None,
+                        help="result.json metric keys (default: test mse/psnr/ssim and the suite metrics present)")
     args = parser.parse_args(argv)
     if not args.sweep.is_dir():
         sys.exit(f"error: {args.sweep} is not a folder")

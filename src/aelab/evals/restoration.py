@@ -39,7 +39,7 @@ class Restoration(Evaluator):
     """Quality gain of the model's output over its input, at the task's level and each of `task.levels`."""
 
     def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
-        return "the task's input is its target (task=reconstruct)" if data.task.identity else None
+        return f"the task's input is its target (task={data.task.name})" if data.task.identity else None
 
     def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         test = data.fixed_batch("test", len(data.split("test")))
