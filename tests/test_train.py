@@ -17,8 +17,8 @@ VARIANTS = [("ae", "mlp"), ("ae", "conv"), ("vae", "mlp"), ("vae", "conv")]
 def epoch_losses(run_dir: Path) -> list[float]:
     """train/loss per epoch, read back from the CSV logger's metrics.csv."""
     with open(run_dir / "csv" / "metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/loss_epoch")]
-    return [float(r["train/loss_epoch"]) for r in rows]
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    return [float(r["train/loss"]) for r in rows]
 
 
 @pytest.mark.parametrize(("variant", "arch"), VARIANTS, ids=[f"{m}-{a}" for m, a in VARIANTS])

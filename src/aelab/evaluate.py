@@ -6,7 +6,6 @@ The data is the checkpoint's own unless `data=<name>` is given. Writes `<eval ru
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.errors import AelabError
-from aelab.runtime import job_overrides
+from aelab.runtime import full_errors, job_overrides
 from aelab.train import CONF_DIR, quiet_libraries, stage_metrics
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def main(cfg: DictConfig) -> None:
     try:
         result = evaluate(cfg)
     except AelabError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_errors():
             raise
         log.error("%s", err)
         raise SystemExit(1) from None
@@ -73,4 +72,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from aelab.cli import evaluate as cli
+
+    cli()

@@ -146,12 +146,35 @@ class AutoencoderModule(pl.LightningModule):
             bad = [k for k, v in logs.items() if not torch.isfinite(v).all()]
             raise DivergenceError(f"non-finite training loss at step {self.global_step} (epoch {self.current_epoch}); "
                                   f"non-finite terms: {', '.join(bad)}; the last good checkpoint is kept")
-        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_step=stage == "train", on_epoch=True,
-                      batch_size=len(batch["x"]))
+        if stage == "train":
+            self._accumulate(logs, len(batch["x"]))
+        else:
+            self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_epoch=True, batch_size=len(batch["x"]),
+                          sync_dist=True)
         if stage in EVAL_STAGES:
             self.metrics[stage].update(self.reconstruct(batch["x"]), batch["target"])
             self.log_dict(self.metrics[stage], on_epoch=True)
         return loss
+
+    def _accumulate(self, logs: dict[str, torch.Tensor], n: int) -> None:
+        """Sum the batch's train scalars for the epoch means; log them as `train/<name>_step` every log interval.
+
+        Cheaper than self.log on every step, which costs a few percent of a small model's step time on CPU.
+        """
+        for k, v in logs.items():
+            self._train_sums[k] = self._train_sums.get(k, 0.0) + v.detach() * n
+        self._train_count += n
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log_dict({f"train/{k}_step": v for k, v in logs.items()}, on_step=True, on_epoch=False)
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums: dict[str, torch.Tensor] = {}
+        self._train_count = 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_count:
+            means = {f"train/{k}": v / self._train_count for k, v in self._train_sums.items()}
+            self.log_dict(means, on_epoch=True, sync_dist=True)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

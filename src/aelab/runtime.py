@@ -42,3 +42,8 @@ def parallel_jobs() -> int:
 def torch_threads(configured: int | None) -> int:
     """`threads` from the config, else the cores divided among the jobs running in parallel."""
     return configured if configured else max(1, (os.cpu_count() or 1) // parallel_jobs())
+
+
+def full_errors() -> bool:
+    """Show tracebacks: HYDRA_FULL_ERROR=1 as the user set it (aelab.cli keeps it in AELAB_FULL_ERROR)."""
+    return os.environ.get("AELAB_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "0")) == "1"

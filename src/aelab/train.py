@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.errors import AelabError
-from aelab.runtime import is_multirun, job_overrides, torch_threads
+from aelab.runtime import full_errors, is_multirun, job_overrides, torch_threads
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the checkout's conf/ (installed editable)
@@ -119,7 +118,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         result = train(cfg)
     except Exception as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not (is_multirun() or isinstance(err, AelabError)):
+        if full_errors() or not (is_multirun() or isinstance(err, AelabError)):
             raise
         log.error("%s", err if isinstance(err, AelabError) else f"{type(err).__name__}: {err}")
         if is_multirun():
@@ -133,4 +132,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    from aelab.cli import train as cli
+
+    cli()

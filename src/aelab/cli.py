@@ -1,0 +1,115 @@
+"""Console entry points `aelab-train` and `aelab-eval`: instant `--help`, one-line errors, then Hydra.
+
+`--help` is answered from a scan of conf/ without importing Hydra, torch or Lightning. Group choices on the
+command line (`model=vea`) are checked against conf/ before composing, so a typo costs a fraction of a second
+and names the choices. Errors that Hydra would print as a stack trace (an output folder that cannot be written,
+a malformed override) become one line and exit code 1; `HYDRA_FULL_ERROR=1` shows the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+SKIP = ("hydra",)  # groups supplied by Hydra and its plugins (hydra/launcher=joblib, ...), not by conf/
+EXAMPLES = {
+    "train": ["aelab-train model=vae data=fashion_mnist model.latent_dim=32",
+              "aelab-train task=denoise eval=[restoration,probe]",
+              "aelab-train -m model=ae,vae model.latent_dim=8,32 hydra/launcher=joblib",
+              "aelab-train experiment=compare_fmnist -m"],
+    "eval": ["aelab-eval ckpt_path=outputs/runs/<date>/<run>/checkpoints/best.ckpt eval=full"],
+}
+
+
+def groups() -> dict[str, list[str]]:
+    """Every config group under conf/ (e.g. `model/arch`) with its options (YAML file names)."""
+    found: dict[str, list[str]] = {}
+    for yaml in sorted(CONF.rglob("*.yaml")):
+        group = yaml.parent.relative_to(CONF).as_posix()
+        if group != "." and not group.startswith(SKIP):
+            found.setdefault(group, []).append(yaml.stem)
+    return found
+
+
+def help_text(entry: str) -> str:
+    lines = [f"aelab-{entry}: compose conf/{entry}.yaml with overrides (Hydra) and run it.",
+             f"usage: aelab-{entry} [group=option ...] [key=value ...] [-m for a sweep]", "", "config groups:"]
+    lines += [f"  {group:<22} {', '.join(options)}" for group, options in groups().items()]
+    lines += ["", "examples:", *[f"  {e}" for e in EXAMPLES[entry]], "",
+              "  --cfg job      print the composed config      --hydra-help   Hydra's own options",
+              "  HYDRA_FULL_ERROR=1 shows full tracebacks instead of one-line errors"]
+    return "\n".join(lines)
+
+
+def choices(value: str) -> list[str]:
+    """The options an override value names: `a`, `a,b` (a sweep) or `[a,b]` (several configs of one group)."""
+    value = value.strip()
+    if value.startswith(("choice(", "range(", "glob(", "interval(", "tag(")):
+        return []  # sweep functions: left to Hydra
+    return [v.strip() for v in value.strip("[]").split(",") if v.strip() and v.strip() != "null"]
+
+
+def check_choices(args: list[str]) -> str | None:
+    """An error line for the first `group=option` naming an option that conf/ does not have, else None."""
+    known = groups()
+    for arg in args:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        key, value = arg.split("=", 1)
+        group = key.lstrip("+~")
+        if group not in known:
+            continue
+        unknown = [v for v in choices(value) if v not in known[group]]
+        if unknown:
+            return f"unknown {group} {unknown[0]!r}; choose one of: {', '.join(known[group])}"
+    return None
+
+
+def run(entry: str, main: Callable[[], None]) -> None:
+    """Answer --help, check group choices, then run Hydra's main with its errors reported in one line."""
+    args = sys.argv[1:]
+    if "--help" in args or "-h" in args:
+        print(help_text(entry))
+        return
+    error = check_choices(args)
+    if error:
+        sys.exit(f"error: {error}")
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["AELAB_FULL_ERROR"] = "1" if full else "0"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises, so that the lines below see the real exception
+    try:
+        main()
+    except Exception as err:  # errors before or around the job: composition, the output folder
+        if full:
+            raise
+        message = " ".join(str(err).split())  # Hydra's multi-line messages on one line
+        if isinstance(err, OSError) and err.filename:
+            message = f"cannot write {err.filename}: {err.strerror} (point hydra.run.dir / hydra.sweep.dir at a writable folder)"
+        elif not is_expected(err):
+            message = f"{type(err).__name__}: {message} (HYDRA_FULL_ERROR=1 shows the traceback)"
+        sys.exit(f"error: {message}")
+
+
+def is_expected(err: Exception) -> bool:
+    """Errors whose message says it all: aelab's own, Hydra's config errors, unwritable folders."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from aelab.errors import AelabError
+
+    return isinstance(err, (AelabError, HydraException, OmegaConfBaseException, PermissionError))
+
+
+def train() -> None:
+    from aelab.train import main
+
+    run("train", main)
+
+
+def evaluate() -> None:
+    from aelab.evaluate import main
+
+    run("eval", main)
