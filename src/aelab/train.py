@@ -42,13 +42,14 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
     """Build data, model, callbacks and trainer from the config; fit, test the best checkpoint, run the eval suite."""
     from aelab.build import build
     from aelab.callbacks.config import StoreConfig
+    from aelab.callbacks.rng import RngState
     from aelab.evals.base import run_suite
 
-    datamodule, model = build(cfg.data, task=build(cfg.task)), build(cfg.model)
+    datamodule, model = build(cfg.data, task=build(cfg.task), seed=cfg.seed), build(cfg.model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
         logger.log_hyperparams(resolved)
-    callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved)]
+    callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved), RngState()]
     trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = stage_metrics(trainer.callback_metrics, "train", "val")

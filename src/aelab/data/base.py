@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from aelab.errors import ConfigError, DataError
 from aelab.tasks import Task
@@ -50,6 +50,14 @@ class TensorBatches(Dataset):
         return batch
 
 
+class EpochBatches(BatchSampler):
+    """A BatchSampler that passes `set_epoch` on to its sampler (Lightning only looks one level deep)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.set_epoch(epoch)
+
+
 class InMemoryDataModule(pl.LightningDataModule):
     """Base datamodule: subclasses implement `load()`; this class splits, checks the shape and batches."""
 
@@ -64,6 +72,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         normal_classes: list[int] | None = None,
         task: Task | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -73,6 +82,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.val_size, self.split_seed = val_size, split_seed
         self.normal_classes = list(normal_classes) if normal_classes is not None else None  # one-class training
         self.task = task or Task()
+        self.seed = seed  # shuffling: epoch e trains in the order drawn from (seed, e); train.py passes cfg.seed
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
@@ -125,9 +135,14 @@ class InMemoryDataModule(pl.LightningDataModule):
         return ~torch.isin(y, torch.as_tensor(self.normal_classes))
 
     def _loader(self, data: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
-        sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
-        batches = BatchSampler(sampler, batch_size=batch_size, drop_last=False)
-        return DataLoader(data, sampler=batches, batch_size=None)
+        """Batches of indices handed to the dataset whole; training order seeded by (seed, epoch)."""
+        if shuffle:  # Lightning calls set_epoch each epoch; the order does not depend on the global RNG
+            sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=self.seed)
+        else:
+            sampler = SequentialSampler(data)
+        batches = EpochBatches(sampler, batch_size=batch_size, drop_last=False)
+        # its own generator: creating an iterator then leaves the global RNG alone (exact resume, see callbacks.rng)
+        return DataLoader(data, sampler=batches, batch_size=None, generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
