@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,23 @@ def test_metrics_image_and_table_are_logged(wandb_run: tuple[Path, str]) -> None
     stored = json.loads((Path(read_result(run)["wandb_dir"]) / "files" / table["path"]).read_text())
     assert stored["columns"] == ["label", "image", *[f"z{i}" for i in range(LATENT)]]
     assert {row[0] for row in stored["data"]} <= set(range(10))
+
+
+def test_unreachable_server_falls_back_to_offline(tmp_path: Path) -> None:
+    """Credentials set, WANDB_BASE_URL at a closed local port: offline within seconds, data kept for `wandb sync`."""
+    with socket.socket() as s:  # a port nobody listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"WANDB_MODE": "", "WANDB_API_KEY": "a" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}",
+           "HOME": str(tmp_path)}
+    start = time.time()
+    out = run_cli("aelab-train", [*FAST, "model/arch=mlp", "trainer.max_epochs=1", "eval=none",
+                                  "callbacks.embeddings=null", f"hydra.run.dir={tmp_path / 'run'}"], env=env)
+    elapsed = time.time() - start
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "cannot be reached, logging offline" in out.stdout + out.stderr
+    result = read_result(tmp_path / "run")
+    assert result["state"] == "completed" and Path(result["wandb_dir"]).name.startswith("offline-run-")
+    summary = inspect(tmp_path / "run")["summary"]
+    assert summary["test/mse"] == pytest.approx(result["metrics"]["test/mse"])
+    assert elapsed < 120  # the whole run, not 90 s of W&B retries on top of it

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import netrc
 import os
+import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -25,11 +26,30 @@ def has_credentials() -> bool:
         return False
 
 
+def server_reachable(timeout: float = 5.0) -> bool:
+    """True when a TCP connection to the W&B server (WANDB_BASE_URL) opens within `timeout` seconds."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def wandb_mode() -> str:
-    """'offline' when asked for (WANDB_MODE=offline|dryrun) or when there are no credentials; else 'online'."""
+    """'offline' when asked for (WANDB_MODE=offline|dryrun), without credentials or when the server cannot be
+    reached; else 'online'."""
     if os.environ.get("WANDB_MODE", "").lower() in {"offline", "dryrun", "disabled"}:
         return "offline" if os.environ["WANDB_MODE"].lower() != "disabled" else "disabled"
-    return "online" if has_credentials() else "offline"
+    if not has_credentials():
+        log.info("W&B: no credentials found, logging offline (upload later with `wandb sync`)")
+        return "offline"
+    if not server_reachable():
+        log.warning("W&B: %s cannot be reached, logging offline (upload later with `wandb sync`)",
+                    os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+        return "offline"
+    return "online"
 
 
 SUMMARIES = {"val/loss": "min", "val/mse": "min", "val/psnr": "max", "val/ssim": "max", "val/elbo": "max"}
@@ -45,18 +65,28 @@ def wandb_logger(save_dir: str, project: str, name: str | None = None, group: st
 
     In a sweep the group defaults to the sweep folder's name and the run name to the job's overrides.
     """
+    import wandb
     from pytorch_lightning.loggers import WandbLogger
 
     mode = wandb_mode()
-    if mode == "offline" and not os.environ.get("WANDB_MODE"):
-        log.info("W&B: no credentials found, logging offline (upload later with `wandb sync`)")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     overrides = job_overrides()
     if is_multirun():
         group = group or sweep_name()
         name = ",".join(o for o in overrides if not o.startswith("experiment=")) or name
-    logger = WandbLogger(save_dir=save_dir, project=project, name=name, group=group, offline=mode == "offline",
-                         mode=mode, id=run_id(save_dir), resume="allow", **kwargs)
+
+    def make(mode: str) -> WandbLogger:
+        return WandbLogger(save_dir=save_dir, project=project, name=name, group=group, offline=mode == "offline",
+                           mode=mode, id=run_id(save_dir), resume="allow", settings=wandb.Settings(init_timeout=20), **kwargs)
+
+    logger = make(mode)
+    try:
+        logger.experiment  # start the run now: a server that accepts connections but does not answer times out here
+    except Exception as err:  # wandb.errors.CommError and friends
+        if mode != "online":
+            raise
+        log.warning("W&B: starting the run online failed (%s), logging offline (upload later with `wandb sync`)", err)
+        logger = make("offline")
     for key, summary in SUMMARIES.items():
         logger.experiment.define_metric(key, summary=summary)
     return logger
