@@ -44,6 +44,8 @@ class AutoencoderModule(pl.LightningModule):
         density: LatentGMM | None = None,
         schedules: list[pl.Callback] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         positive_int("model.latent_dim", latent_dim)
@@ -60,6 +62,8 @@ class AutoencoderModule(pl.LightningModule):
             raise ConfigError(f"model.loss_weights names {unknown}, which neither {type(self.bottleneck).__name__} nor "
                               f"model.penalties emit; the terms are {emitted or 'none'}")
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.channels_last = channels_last and len(in_shape) == 3  # NHWC convolutions (tensor cores on GPUs)
+        self.compile = compile  # torch.compile the encoder and decoder when the trainer sets the model up
         image = len(in_shape) == 3  # (C, H, W) gets SSIM too
         self.metrics = nn.ModuleDict({s: reconstruction_metrics(f"{s}/", image=image) for s in EVAL_STAGES})
 
@@ -184,6 +188,19 @@ class AutoencoderModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    # ---- performance options (trainer=gpu turns them on) -------------------------------------------------------
+    def configure_model(self) -> None:
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.compile:  # in place: the state_dict keys stay those of the plain modules
+            self.encoder.compile()
+            self.decoder.compile()
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        if self.channels_last:
+            return {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()}
+        return batch
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return self.schedules

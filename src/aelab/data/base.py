@@ -41,7 +41,7 @@ class TensorBatches(Dataset):
         return len(self.x)
 
     def __getitem__(self, idx: list[int]) -> dict[str, torch.Tensor]:
-        index = torch.as_tensor(idx, dtype=torch.long)
+        index = torch.as_tensor(idx, dtype=torch.long, device=self.x.device)
         target = self.x[index]
         x = self.inputs[index] if self.inputs is not None else self.task.inputs(target)
         batch = {"x": x, "target": target, "y": self.y[index]}
@@ -73,6 +73,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         normal_classes: list[int] | None = None,
         task: Task | None = None,
         seed: int = 0,
+        device: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -82,6 +83,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.val_size, self.split_seed = val_size, split_seed
         self.normal_classes = list(normal_classes) if normal_classes is not None else None  # one-class training
         self.task = task or Task()
+        self.device = device  # move the whole dataset there once (e.g. cuda): batches are then cut on the device
         self.seed = seed  # shuffling: epoch e trains in the order drawn from (seed, e); train.py passes cfg.seed
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
@@ -126,6 +128,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         if idx is not None:
             x, y, factors = x[idx], y[idx], factors[idx] if factors is not None else None
         inputs = self.task.fixed_inputs(x, self.split_seed) if fixed else None
+        if self.device is not None:
+            x, y, inputs, factors = (t.to(self.device) if t is not None else None for t in (x, y, inputs, factors))
         return TensorBatches(x, y, self.task, inputs, factors)
 
     def is_anomaly(self, y: torch.Tensor) -> torch.Tensor:
