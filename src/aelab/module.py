@@ -152,9 +152,10 @@ class AutoencoderModule(pl.LightningModule):
                                   f"non-finite terms: {', '.join(bad)}; the last good checkpoint is kept")
         if stage == "train":
             self._accumulate(logs, len(batch["x"]))
-        else:
-            self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_epoch=True, batch_size=len(batch["x"]),
-                          sync_dist=True)
+        else:  # DDP: batch sizes x world size give the same means, with a total that Lightning's mean-sync of its
+            # integer counter cannot floor (Lightning #21859: uneven val/test shards inflated every epoch mean)
+            self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_epoch=True,
+                          batch_size=len(batch["x"]) * self.trainer.world_size, sync_dist=True)
         if stage in EVAL_STAGES:
             self.metrics[stage].update(self.reconstruct(batch["x"]), batch["target"])
             self.log_dict(self.metrics[stage], on_epoch=True)

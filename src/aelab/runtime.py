@@ -47,3 +47,11 @@ def torch_threads(configured: int | None) -> int:
 def full_errors() -> bool:
     """Show tracebacks: HYDRA_FULL_ERROR=1 as the user set it (aelab.cli keeps it in AELAB_FULL_ERROR)."""
     return os.environ.get("AELAB_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "0")) == "1"
+
+
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # set by launchers before any trainer exists
+
+
+def is_global_zero() -> bool:
+    """False in the extra processes of a distributed run (Lightning's DDP children, torchrun, SLURM tasks)."""
+    return all(os.environ.get(name, "0") in ("", "0") for name in RANK_VARIABLES)

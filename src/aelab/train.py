@@ -17,8 +17,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from aelab.errors import AelabError
-from aelab.runtime import full_errors, is_multirun, job_overrides, torch_threads
+from aelab.errors import AelabError, ConfigError
+from aelab.runtime import full_errors, is_global_zero, is_multirun, job_overrides, torch_threads
+from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the checkout's conf/ (installed editable)
@@ -38,6 +39,13 @@ def quiet_libraries() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
 
+def check_launch(trainer: Any) -> None:
+    """Refuse DDP processes that Lightning would start itself inside a multirun: it re-runs the whole command line."""
+    if is_multirun() and trainer.world_size > 1 and not trainer.strategy.cluster_environment.creates_processes_externally:
+        raise ConfigError("trainer=ddp/ddp_cpu runs as a single run, not in a multirun (-m): Lightning starts ranks > 0 "
+                          "by re-running the command line, which would start the sweep again")
+
+
 def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple[dict[str, float], str, list[str]]:
     """Build data, model, callbacks and trainer from the config; fit, test the best checkpoint, run the eval suite."""
     from aelab.build import build
@@ -51,6 +59,7 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
         logger.log_hyperparams(resolved)
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved), RngState()]
     trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    check_launch(trainer)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = stage_metrics(trainer.callback_metrics, "train", "val")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -58,22 +67,28 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
     if cfg.test:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update(stage_metrics(trainer.callback_metrics, "test"))
-        evaluators = {name: build(node) for name, node in (cfg.get("eval") or {}).items()}
-        suite, notes = run_suite(evaluators, model, datamodule, Path(cfg.paths.output_dir), trainer)
-        metrics.update(suite)
+        if trainer.is_global_zero:  # the suite works on whole splits in one process: ranks > 0 would only repeat it
+            evaluators = {name: build(node) for name, node in (cfg.get("eval") or {}).items()}
+            suite, notes = run_suite(evaluators, model, datamodule, Path(cfg.paths.output_dir), trainer)
+            metrics.update(suite)
     return metrics, best, notes
 
 
-def resume_checkpoint(cfg: DictConfig, attempted_before: bool) -> str | None:
-    """`ckpt_path`, else this folder's last.ckpt when the job ran before and `resume`; checked to fit the model."""
+def resume_path(cfg: DictConfig, record: RunRecord) -> str | None:
+    """`ckpt_path`, else this folder's last.ckpt when the job ran before and `resume`; a follower takes rank 0's."""
+    if not record.leader:
+        return (record.previous or {}).get("resumed_from")
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    return cfg.ckpt_path or (str(last) if cfg.resume and record.previous is not None and last.is_file() else None)
+
+
+def check_resume(cfg: DictConfig, path: str | None) -> None:
+    """Refuse a checkpoint that does not fit the configured model, before fitting starts."""
     from aelab.checkpoint import check_compatible, load_checkpoint
 
-    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    path = cfg.ckpt_path or (str(last) if cfg.resume and attempted_before and last.is_file() else None)
     if path:
         check_compatible(load_checkpoint(path), cfg.model, path)
         log.info("resuming from %s", path)
-    return path
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -83,22 +98,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from aelab.build import build
     from aelab.tracking.finish import close_loggers
-    from aelab.tracking.run import RunRecord
     from aelab.tracking.wandb import run_dir
 
     quiet_libraries()
     run = {"model": cfg.model.name, "arch": cfg.model.arch, "latent_dim": cfg.model.latent_dim,
            "data": cfg.data.name, "task": cfg.task.name, "seed": cfg.seed}
-    record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides(), run=run)
+    record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides(), run=run, leader=is_global_zero())
     if record.completed_before and cfg.resume:
         log.info("%s: this job completed before; skipped (resume=false runs it again)", cfg.paths.output_dir)
         return record.previous
-    record.begin()
+    ckpt_path = resume_path(cfg, record)
+    record.begin(resumed_from=ckpt_path)  # before DDP starts ranks > 0: they resume from the same checkpoint
     torch.set_num_threads(torch_threads(cfg.threads))
     loggers: list = []
-    ckpt_path = None
     try:
-        ckpt_path = resume_checkpoint(cfg, record.previous is not None)
+        check_resume(cfg, ckpt_path)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         loggers = [build(c) for c in cfg.logger.values() if c is not None]
         metrics, best, notes = fit_and_test(cfg, loggers, ckpt_path)
@@ -107,7 +121,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         close_loggers(loggers, ok=False)
         raise
     wandb_dirs = [d for d in map(run_dir, loggers) if d is not None]
-    result = record.finish("completed", metrics, notes=notes, best_checkpoint=best or None, resumed_from=ckpt_path,
+    result = record.finish("completed", metrics, notes=notes, best_checkpoint=best or None,
                            wandb_dir=str(wandb_dirs[0]) if wandb_dirs else None)
     close_loggers(loggers, ok=True)
     return result
@@ -128,7 +142,8 @@ def main(cfg: DictConfig) -> float | None:
     from aelab.console import print_result
 
     wandb_dir = Path(result["wandb_dir"]) if result.get("wandb_dir") else None
-    print_result(f"{cfg.model.name} on {cfg.data.name}", result, Path(cfg.paths.output_dir), wandb_dir)
+    if is_global_zero():  # ranks > 0 of a DDP run print nothing: rank 0 prints the synced metrics
+        print_result(f"{cfg.model.name} on {cfg.data.name}", result, Path(cfg.paths.output_dir), wandb_dir)
     return result["metrics"].get(cfg.optimized_metric, math.nan) if cfg.optimized_metric else None
 
 

@@ -1,13 +1,19 @@
-"""In-memory datamodule: the whole dataset lives in tensors and batches are cut by indexing."""
+"""In-memory datamodule: the whole dataset lives in tensors and batches are cut by indexing.
+
+Under DDP the datamodule shards the data itself (Lightning's sampler injection is off, `use_distributed_sampler:
+false`, since it would shard our batches instead of our examples): `data.batch_size` is per process, so one
+optimizer step consumes `world_size * batch_size` examples.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 from aelab.errors import ConfigError, DataError
 from aelab.tasks import Task
@@ -50,12 +56,27 @@ class TensorBatches(Dataset):
         return batch
 
 
-class EpochBatches(BatchSampler):
-    """A BatchSampler that passes `set_epoch` on to its sampler (Lightning only looks one level deep)."""
+class EpochBatchSampler(BatchSampler):
+    """A BatchSampler that passes Lightning's per-epoch `set_epoch` on to a DistributedSampler (a new shuffle)."""
 
     def set_epoch(self, epoch: int) -> None:
         if isinstance(self.sampler, DistributedSampler):
             self.sampler.set_epoch(epoch)
+
+
+def example_order(data: Dataset, shuffle: bool, shard: dict[str, int] | None, seed: int = 0) -> Sampler | Sequence[int]:
+    """The indices this process visits: all of them, or its shard of a distributed run (`num_replicas`, `rank`).
+
+    Training order is a DistributedSampler's (one replica without DDP) seeded by (seed, epoch), so it does not
+    depend on the global RNG (exact resume); under DDP its shards are disjoint and padded with a few repeats so
+    every rank makes the same number of steps. An evaluation shard is every `num_replicas`-th example without
+    padding, so synced metrics count each example exactly once.
+    """
+    if shuffle:
+        return DistributedSampler(data, shuffle=True, seed=seed, **(shard or {"num_replicas": 1, "rank": 0}))
+    if shard is None:
+        return SequentialSampler(data)
+    return range(shard["rank"], len(data), shard["num_replicas"])
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -139,12 +160,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         return ~torch.isin(y, torch.as_tensor(self.normal_classes))
 
     def _loader(self, data: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
-        """Batches of indices handed to the dataset whole; training order seeded by (seed, epoch)."""
-        if shuffle:  # Lightning calls set_epoch each epoch; the order does not depend on the global RNG
-            sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=self.seed)
-        else:
-            sampler = SequentialSampler(data)
-        batches = EpochBatches(sampler, batch_size=batch_size, drop_last=False)
+        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None  # None: one process
+        batches = EpochBatchSampler(example_order(data, shuffle, shard, self.seed), batch_size=batch_size, drop_last=False)
         # its own generator: creating an iterator then leaves the global RNG alone (exact resume, see callbacks.rng)
         return DataLoader(data, sampler=batches, batch_size=None, generator=torch.Generator().manual_seed(self.seed))
 

@@ -50,10 +50,12 @@ class RunRecord:
 
     A folder that already holds a record of the same job (same overrides) is that job's earlier attempt:
     `previous` keeps it so the caller can skip a completed job or resume an interrupted one.
+    A follower (rank > 0 of a distributed run) never writes, and its `previous` is the record rank 0 began.
     """
 
     def __init__(self, output_dir: str | Path, seed: int | None, overrides: list[str],
-                 run: dict[str, Any] | None = None) -> None:
+                 run: dict[str, Any] | None = None, leader: bool = True) -> None:
+        self.leader = leader
         self.path = Path(output_dir) / "result.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.previous: dict[str, Any] | None = json.loads(self.path.read_text()) if self.path.is_file() else None
@@ -68,14 +70,19 @@ class RunRecord:
 
     @property
     def completed_before(self) -> bool:
-        return self.previous is not None and self.previous.get("state") == "completed"
+        return self.leader and self.previous is not None and self.previous.get("state") == "completed"
 
-    def begin(self) -> None:
+    def begin(self, **extra: Any) -> None:
         """Mark the run as running (on disk at once, so a killed run is never taken for a finished one)."""
         self.start = time.time()
-        write_json(self.path, self.data)
+        self.data.update(extra)
+        self.write()
 
     def finish(self, state: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
         self.data.update(state=state, metrics=metrics, wall_time_s=round(time.time() - self.start, 3), **extra)
-        write_json(self.path, self.data)
+        self.write()
         return self.data
+
+    def write(self) -> None:
+        if self.leader:
+            write_json(self.path, self.data)
