@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aelab.train import train
-from conftest import FAST, compose_cfg, read_result
+from conftest import FAST, compose_cfg, read_result, run_cli
 
 VARIANTS = [("ae", "mlp"), ("ae", "conv"), ("vae", "mlp"), ("vae", "conv")]
 
@@ -72,3 +72,18 @@ def test_divergence_stops_the_run_and_names_the_step(tmp_path: Path) -> None:
         train(cfg)
     record = read_result(tmp_path)
     assert record["state"] == "failed" and "DivergenceError" in record["error"]
+
+
+def test_gpu_options_run_on_cpu(tmp_path: Path) -> None:
+    """trainer=gpu's options (bf16-mixed, channels-last, data moved to the device, torch.compile) on the CPU; the
+    checkpoint of the compiled channels-last model evaluates in a plain fp32 model."""
+    run = tmp_path / "run"
+    args = [*FAST, "trainer=gpu", "trainer.accelerator=cpu", "data.device=cpu", "model.compile=true", "trainer.max_epochs=1",
+            "logger=none", "eval=none", "callbacks.embeddings=null", "callbacks.samples=null", "threads=1"]
+    out = run_cli("aelab-train", [*args, f"hydra.run.dir={run}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    trained = read_result(run)
+    assert trained["state"] == "completed"
+    out = run_cli("aelab-eval", [f"ckpt_path={trained['best_checkpoint']}", "eval=none", f"hydra.run.dir={tmp_path / 'eval'}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert read_result(tmp_path / "eval")["metrics"]["test/mse"] == pytest.approx(trained["metrics"]["test/mse"], rel=0.05)
