@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
+import torch
 
 from aelab.train import train
 from conftest import FAST, compose_cfg, read_result, run_cli
@@ -72,6 +74,25 @@ def test_divergence_stops_the_run_and_names_the_step(tmp_path: Path) -> None:
         train(cfg)
     record = read_result(tmp_path)
     assert record["state"] == "failed" and "DivergenceError" in record["error"]
+
+
+class Poison(pl.Callback):
+    """Turns a weight into NaN at the start of the second epoch: a divergence after a good first epoch."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            with torch.no_grad():
+                next(module.decoder.parameters()).fill_(float("nan"))
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    cfg = compose_cfg([*FAST, "model/arch=mlp", "logger=none", "trainer.max_epochs=3", "eval=none",
+                       "+callbacks.poison._target_=test_train.Poison"], tmp_path)
+    with pytest.raises(Exception, match=r"non-finite training loss at step \d+ \(epoch 1\)"):
+        train(cfg)
+    assert read_result(tmp_path)["state"] == "failed"
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
 
 
 def test_gpu_options_run_on_cpu(tmp_path: Path) -> None:
