@@ -23,7 +23,8 @@ from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the checkout's conf/ (installed editable)
-QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*")
+QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*",
+         ".*overridden `on_after_batch_transfer`.*")
 
 
 def stage_metrics(metrics: dict[str, Any], *stages: str) -> dict[str, float]:
