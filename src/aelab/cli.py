@@ -68,8 +68,8 @@ def check_choices(args: list[str]) -> str | None:
     return None
 
 
-def run(entry: str, main: Callable[[], None]) -> None:
-    """Answer --help, check group choices, then run Hydra's main with its errors reported in one line."""
+def run(entry: str, load_main: Callable[[], Callable[[], None]]) -> None:
+    """Answer --help, check group choices, then import and run Hydra's main with its errors reported in one line."""
     args = sys.argv[1:]
     if "--help" in args or "-h" in args:
         print(help_text(entry))
@@ -81,7 +81,7 @@ def run(entry: str, main: Callable[[], None]) -> None:
     os.environ["AELAB_FULL_ERROR"] = "1" if full else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises, so that the lines below see the real exception
     try:
-        main()
+        load_main()()
     except Exception as err:  # errors before or around the job: composition, the output folder
         if full:
             raise
@@ -103,13 +103,21 @@ def is_expected(err: Exception) -> bool:
     return isinstance(err, (AelabError, HydraException, OmegaConfBaseException, PermissionError))
 
 
-def train() -> None:
+def train_main() -> Callable[[], None]:
     from aelab.train import main
 
-    run("train", main)
+    return main
+
+
+def evaluate_main() -> Callable[[], None]:
+    from aelab.evaluate import main
+
+    return main
+
+
+def train() -> None:
+    run("train", train_main)
 
 
 def evaluate() -> None:
-    from aelab.evaluate import main
-
-    run("eval", main)
+    run("eval", evaluate_main)
