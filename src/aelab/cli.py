@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from aelab import CONF_DIR
+
+CONF = Path(CONF_DIR)
 SKIP = ("hydra",)  # groups supplied by Hydra and its plugins (hydra/launcher=joblib, ...), not by conf/
 EXAMPLES = {
     "train": ["aelab-train model=vae data=fashion_mnist model.latent_dim=32",

@@ -44,8 +44,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer: pl.Trainer = build(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
         trainer.test(model, datamodule=datamodule, verbose=False)
         metrics = stage_metrics(trainer.callback_metrics, "test")
-        evaluators = {name: build(node) for name, node in (cfg.get("eval") or {}).items()}
-        suite, notes = run_suite(evaluators, model, datamodule, Path(cfg.paths.output_dir), trainer)
+        suite, notes = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir), trainer)
         metrics.update(suite)
     except BaseException as err:
         record.finish("failed", {}, error=f"{type(err).__name__}: {err}", checkpoint=str(cfg.ckpt_path))

@@ -122,8 +122,7 @@ class AutoencoderModule(pl.LightningModule):
 
     def reconstruction_nll(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, BottleneckOutput]:
         """-log p(target|z) per code (S*B,) for codes z of x (S > 1 for multi-sample bottlenecks), and the bottleneck output."""
-        b = self.bottleneck(self.encoder(x))
-        out = self.decoder(b.z)
+        out, b = self(x)
         if len(out) != len(target):  # multi-sample bottleneck: (B, ...) -> (S*B, ...)
             target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
         return self.likelihood.nll(out, target), b

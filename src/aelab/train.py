@@ -17,12 +17,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from aelab import CONF_DIR
 from aelab.errors import AelabError, ConfigError
 from aelab.runtime import full_errors, is_global_zero, is_multirun, job_overrides, torch_threads
 from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the checkout's conf/ (installed editable)
 QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*",
          ".*overridden `on_after_batch_transfer`.*")
 
@@ -69,8 +69,7 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update(stage_metrics(trainer.callback_metrics, "test"))
         if trainer.is_global_zero:  # the suite works on whole splits in one process: ranks > 0 would only repeat it
-            evaluators = {name: build(node) for name, node in (cfg.get("eval") or {}).items()}
-            suite, notes = run_suite(evaluators, model, datamodule, Path(cfg.paths.output_dir), trainer)
+            suite, notes = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir), trainer)
             metrics.update(suite)
     return metrics, best, notes
 

@@ -9,13 +9,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from aelab.callbacks.logging import log_image
-
-
-@torch.no_grad()
-def train_codes(module: pl.LightningModule, datamodule: pl.LightningDataModule, limit: int) -> torch.Tensor:
-    """Codes (N, d) of the first `limit` training examples."""
-    x = datamodule.fixed_batch("train", limit)["x"]
-    return torch.cat([module.encode(chunk.to(module.device)).cpu() for chunk in x.split(1000)])
+from aelab.evals.base import split_codes
 
 
 class SampleGrid(pl.Callback):
@@ -32,7 +26,7 @@ class SampleGrid(pl.Callback):
         if not module.bottleneck.has_prior:
             if module.density is None:
                 return
-            module.fit_density(train_codes(module, trainer.datamodule, self.fit_on))
+            module.fit_density(split_codes(module, trainer.datamodule, "train", self.fit_on)[0])
         samples = module.sample(self.n).clamp(0, 1).cpu()
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / "samples.png"

@@ -176,8 +176,8 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def fixed_batch(self, stage: str, n: int) -> dict[str, torch.Tensor]:
         """The first `n` examples of a split, the same every call (for image grids and embeddings)."""
-        self.setup()
-        return self.split(stage)[list(range(min(n, len(self.split(stage)))))]
+        data = self.split(stage)
+        return data[list(range(min(n, len(data))))]
 
     def split(self, stage: str) -> TensorBatches:
         """The train, val or test set."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -55,10 +55,14 @@ def split_codes(model: pl.LightningModule, data: InMemoryDataModule, stage: str,
     return batched(model.encode, batch["x"], device=model.device), batch["y"]
 
 
-def run_suite(evaluators: dict[str, Evaluator], model: pl.LightningModule, data: InMemoryDataModule,
+def run_suite(suite: Mapping[str, Any] | None, model: pl.LightningModule, data: InMemoryDataModule,
               out_dir: Path, trainer: pl.Trainer | None = None) -> tuple[dict[str, float], list[str]]:
-    """Run every evaluator; log metrics and images to the trainer's loggers; return metrics and notes."""
+    """Build and run every evaluator of the `eval` config; log metrics and images to the trainer's loggers;
+    return metrics and notes."""
+    from aelab.build import build
     from aelab.callbacks.logging import log_image
+
+    evaluators: dict[str, Evaluator] = {name: build(node) for name, node in (suite or {}).items()}
 
     metrics: dict[str, float] = {}
     notes: list[str] = []
