@@ -54,6 +54,11 @@ def choices(value: str) -> list[str]:
     return [v.strip() for v in value.strip("[]").split(",") if v.strip() and v.strip() != "null"]
 
 
+def is_option(group: str, option: str) -> bool:
+    """True when conf/<group>/<option>.yaml exists; options may sit in sub-folders (`experiment=paper/compression`)."""
+    return (CONF / group / f"{option}.yaml").is_file()
+
+
 def check_choices(args: list[str]) -> str | None:
     """An error line for the first `group=option` naming an option that conf/ does not have, else None."""
     known = groups()
@@ -64,7 +69,7 @@ def check_choices(args: list[str]) -> str | None:
         group = key.lstrip("+~")
         if group not in known:
             continue
-        unknown = [v for v in choices(value) if v not in known[group]]
+        unknown = [v for v in choices(value) if not is_option(group, v)]
         if unknown:
             return f"unknown {group} {unknown[0]!r}; choose one of: {', '.join(known[group])}"
     return None

@@ -24,6 +24,12 @@ class LatentGMM:
         self.fitted = True
         return self
 
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """Log density (B,) of codes (B, d) under the fitted mixture."""
+        if not self.fitted:
+            raise RuntimeError("the latent density is not fitted yet: call module.fit_density(train codes) first")
+        return torch.from_numpy(self.gmm.score_samples(z.detach().cpu().double().numpy())).float()
+
     def sample(self, n: int) -> torch.Tensor:
         if not self.fitted:
             raise RuntimeError("the latent density is not fitted yet: call module.fit_density(train codes) first")

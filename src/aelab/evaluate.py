@@ -44,13 +44,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer: pl.Trainer = build(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
         trainer.test(model, datamodule=datamodule, verbose=False)
         metrics = stage_metrics(trainer.callback_metrics, "test")
-        suite, notes = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir), trainer)
-        metrics.update(suite)
+        suite = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir), trainer)
+        metrics.update(suite.metrics)
     except BaseException as err:
         record.finish("failed", {}, error=f"{type(err).__name__}: {err}", checkpoint=str(cfg.ckpt_path))
         close_loggers(loggers, ok=False)
         raise
-    result = record.finish("completed", metrics, notes=notes, checkpoint=str(cfg.ckpt_path), model=run_cfg.model.name,
+    directions = {**model.metric_directions(), **suite.higher_is_better}
+    result = record.finish("completed", metrics, notes=suite.notes, checkpoint=str(cfg.ckpt_path), model=run_cfg.model.name,
+                           higher_is_better={k: v for k, v in directions.items() if k in metrics},
                            data=datamodule.name)
     close_loggers(loggers, ok=True)
     return result

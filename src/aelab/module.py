@@ -97,6 +97,27 @@ class AutoencoderModule(pl.LightningModule):
         recon, b = self.reconstruction_nll(x, target)
         return self.bottleneck.objective(recon, b.terms, {"kl": 1.0} if "kl" in b.terms else {})
 
+    def anomaly_scores(self, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-example scores (B,), higher = more anomalous: `elbo` (-ELBO, when the bottleneck emits a KL), `recon`
+        (-log p(target|z) at the deterministic code) and `latent` (-log density of that code, once fitted)."""
+        z = self.encode(x)
+        scores = {"elbo": self.anomaly_score(x, target)} if "kl" in self.bottleneck.terms else {}
+        scores["recon"] = self.likelihood.nll(self.decoder(z), target)
+        if self.density is not None and self.density.fitted:
+            scores["latent"] = -self.density.log_prob(z).to(z.device)
+        return scores
+
+    def metric_directions(self) -> dict[str, bool]:
+        """Whether higher is better, for every scalar this module logs: the torchmetrics metrics declare it
+        themselves; the loss and its terms are minimised, the ELBO is maximised. Other stats are not ranked."""
+        minimised = ("loss", "recon", *self.bottleneck.terms, *self.penalties)
+        directions = {f"{stage}/{name}": False for stage in ("train", *EVAL_STAGES) for name in minimised}
+        if "kl" in self.bottleneck.terms:
+            directions |= {f"{stage}/elbo": True for stage in ("train", *EVAL_STAGES)}
+        for collection in self.metrics.values():
+            directions |= {key: bool(metric.higher_is_better) for key, metric in collection.items(keep_base=False)}
+        return directions
+
     def iw_log_likelihood(self, x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
         """Importance-weighted estimate (B,) of log p(target) with k posterior samples (Burda et al. 2016)."""
         if not isinstance(self.bottleneck, DiagonalGaussian):

@@ -47,31 +47,54 @@ def check_launch(trainer: Any) -> None:
                           "by re-running the command line, which would start the sweep again")
 
 
-def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple[dict[str, float], str, list[str]]:
-    """Build data, model, callbacks and trainer from the config; fit, test the best checkpoint, run the eval suite."""
+def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple[dict[str, float], str, Any]:
+    """Build data, model, callbacks and trainer from the config; fit, test the best checkpoint, run the eval suite.
+
+    Returns the metrics, the best checkpoint and the suite's Evaluation (notes, metric directions)."""
+    from aelab.baselines.base import Baseline
     from aelab.build import build
     from aelab.callbacks.config import StoreConfig
     from aelab.callbacks.rng import RngState
-    from aelab.evals.base import run_suite
+    from aelab.evals.base import Evaluation, run_suite
 
     datamodule, model = build(cfg.data, task=build(cfg.task), seed=cfg.seed), build(cfg.model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
         logger.log_hyperparams(resolved)
+    if isinstance(model, Baseline):
+        return fit_baseline(cfg, model, datamodule, loggers)
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved), RngState()]
     trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     check_launch(trainer)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = stage_metrics(trainer.callback_metrics, "train", "val")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    notes: list[str] = []
+    suite = Evaluation()
     if cfg.test:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         metrics.update(stage_metrics(trainer.callback_metrics, "test"))
         if trainer.is_global_zero:  # the suite works on whole splits in one process: ranks > 0 would only repeat it
-            suite, notes = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir), trainer)
-            metrics.update(suite)
-    return metrics, best, notes
+            suite = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir), trainer)
+            metrics.update(suite.metrics)
+    suite.higher_is_better = {**model.metric_directions(), **suite.higher_is_better}
+    return metrics, best, suite
+
+
+def fit_baseline(cfg: DictConfig, model: Any, datamodule: Any, loggers: list) -> tuple[dict[str, float], str, Any]:
+    """A scikit-learn baseline (`model=baseline/...`): fit on the train split, test, run the same eval suite."""
+    from aelab.evals.base import Evaluation, run_suite
+
+    train_x = datamodule.fixed_batch("train", len(datamodule.split("train")))["x"]
+    log.info("fitting %s on %d train examples", cfg.model.name, len(train_x))
+    model.fit(train_x.flatten(1).double().numpy())  # (N, *shape) -> (N, D)
+    test = datamodule.fixed_batch("test", len(datamodule.split("test")))
+    metrics, directions = model.test_metrics(test["x"], test["target"]) if cfg.test else ({}, {})
+    suite = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir)) if cfg.test else Evaluation()
+    metrics |= suite.metrics
+    suite.higher_is_better = {**directions, **suite.higher_is_better}
+    for logger in loggers:
+        logger.log_metrics(metrics, step=0)
+    return metrics, "", suite
 
 
 def resume_path(cfg: DictConfig, record: RunRecord) -> str | None:
@@ -103,6 +126,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     quiet_libraries()
     run = {"model": cfg.model.name, "arch": cfg.model.arch, "latent_dim": cfg.model.latent_dim,
            "data": cfg.data.name, "task": cfg.task.name, "seed": cfg.seed}
+    if cfg.data.get("normal_classes") is not None:
+        run["normal_classes"] = ",".join(map(str, cfg.data.normal_classes))
     record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides(), run=run, leader=is_global_zero())
     if record.completed_before and cfg.resume:
         log.info("%s: this job completed before; skipped (resume=false runs it again)", cfg.paths.output_dir)
@@ -115,13 +140,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_resume(cfg, ckpt_path)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         loggers = [build(c) for c in cfg.logger.values() if c is not None]
-        metrics, best, notes = fit_and_test(cfg, loggers, ckpt_path)
+        metrics, best, suite = fit_and_test(cfg, loggers, ckpt_path)
     except BaseException as err:
         record.finish("failed", {}, error=f"{type(err).__name__}: {err}")
         close_loggers(loggers, ok=False)
         raise
     wandb_dirs = [d for d in map(run_dir, loggers) if d is not None]
-    result = record.finish("completed", metrics, notes=notes, best_checkpoint=best or None,
+    result = record.finish("completed", metrics, notes=suite.notes, best_checkpoint=best or None,
+                           higher_is_better={k: v for k, v in suite.higher_is_better.items() if k in metrics},
                            wandb_dir=str(wandb_dirs[0]) if wandb_dirs else None)
     close_loggers(loggers, ok=True)
     return result

@@ -1,8 +1,12 @@
-"""Anomaly detection: score every test example by the model's anomaly score; AUROC and AUPRC against the labels.
+"""Anomaly detection: score every test example by each of the model's anomaly scores; AUROC and AUPRC per score.
 
-The score is -log p(target|z) (the reconstruction error under the model's likelihood), plus the KL for Gaussian
-bottlenecks (then it is -ELBO). Anomalies are the test examples outside `data.normal_classes` (task=one_class).
-AUPRC is the average precision with the anomalies as the positive class.
+The scores come from `model.anomaly_scores(x, target)` (higher = more anomalous), each its own column:
+`recon` -log p(target|z) at the deterministic code, `elbo` -ELBO (Gaussian bottlenecks), `latent` -log density
+of the code under the Gaussian mixture fitted on the training codes (`model.density`), and a baseline's own
+(`ocsvm`). `combined` sums `recon` and `latent` after standardising each on the validation split, which holds
+normal examples only, so no anomaly label is used. `test/auroc` is the model's first score (-ELBO when it has
+one, else the reconstruction error). Anomalies are the test examples outside `data.normal_classes`; AUPRC is
+the average precision with the anomalies as the positive class.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import torch
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
 from aelab.data.base import InMemoryDataModule
-from aelab.evals.base import Evaluation, Evaluator, batched
+from aelab.evals.base import Evaluation, Evaluator, split_codes
+
+COMBINED = ("recon", "latent")  # standardised on validation data and summed
 
 
 def detection_metrics(scores: torch.Tensor, is_anomaly: torch.Tensor) -> dict[str, float]:
@@ -26,17 +32,45 @@ def detection_metrics(scores: torch.Tensor, is_anomaly: torch.Tensor) -> dict[st
     return {"auroc": float(binary_auroc(s, target)), "auprc": float(binary_average_precision(s, target))}
 
 
+@torch.no_grad()
+def all_scores(model: pl.LightningModule, x: torch.Tensor, target: torch.Tensor, size: int = 1000) -> dict[str, torch.Tensor]:
+    """model.anomaly_scores over chunks of (x, target), each score (N,) on the CPU."""
+    chunks = [model.anomaly_scores(xs.to(model.device), ts.to(model.device)) for xs, ts in zip(x.split(size), target.split(size))]
+    return {name: torch.cat([c[name].cpu() for c in chunks]) for name in chunks[0]}
+
+
+def combined(test: dict[str, torch.Tensor], val: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """Sum of the COMBINED scores, each standardised with the mean and std of its validation scores."""
+    if not all(name in test for name in COMBINED):
+        return None
+    return sum((test[n] - val[n].mean()) / val[n].std().clamp_min(1e-12) for n in COMBINED)
+
+
 class AnomalyDetection(Evaluator):
-    """`test/auroc`, `test/auprc` and `test/anomaly_rate` (the AUPRC of a random scorer)."""
+    """`test/auroc`, `test/auprc` (first score), `test/auroc_<score>` for every score, `test/anomaly_rate`."""
+
+    higher_is_better = {"auroc": True, "auprc": True, "anomaly_rate": None, "auroc_recon": True, "auroc_elbo": True,
+                        "auroc_latent": True, "auroc_combined": True, "auroc_ocsvm": True}
+
+    def __init__(self, density_fit_on: int = 10000) -> None:
+        self.density_fit_on = density_fit_on
 
     def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
         return None if data.normal_classes is not None else "no anomaly labels (set task=one_class or data.normal_classes)"
 
     def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+        if getattr(model, "density", None) is not None:  # the code density of these weights (the best checkpoint)
+            model.fit_density(split_codes(model, data, "train", self.density_fit_on)[0])
         test = data.fixed_batch("test", len(data.split("test")))
-        torch.manual_seed(0)  # the score of a stochastic bottleneck uses one posterior sample
-        scores = batched(model.anomaly_score, test["x"], test["target"], device=model.device)
+        val = data.fixed_batch("val", len(data.split("val")))
+        torch.manual_seed(0)  # -ELBO of a stochastic bottleneck uses one posterior sample
+        scores = all_scores(model, test["x"], test["target"])
+        both = combined(scores, all_scores(model, val["x"], val["target"]))
+        if both is not None:
+            scores["combined"] = both
         labels = data.is_anomaly(test["y"])
-        metrics = {f"test/{k}": v for k, v in detection_metrics(scores, labels).items()}
+        first = next(iter(scores))
+        metrics = {f"test/{k}": v for k, v in detection_metrics(scores[first], labels).items()}
+        metrics |= {f"test/auroc_{name}": detection_metrics(s, labels)["auroc"] for name, s in scores.items()}
         metrics["test/anomaly_rate"] = float(labels.float().mean())
-        return Evaluation(metrics=metrics)
+        return Evaluation(metrics=metrics, notes=[f"test/auroc and test/auprc use the {first} score"])

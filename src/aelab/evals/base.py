@@ -4,6 +4,8 @@ An evaluator is built from `conf/eval/<name>.yaml` (`eval=[probe,anomaly]` picks
 `evaluator(model, data, out_dir) -> Evaluation`. It touches the model only through its public API
 (encode, decode, reconstruct, sample, interpolate, anomaly_score, iw_log_likelihood). `skip_reason` says why an
 evaluator does not apply to a run (e.g. anomaly detection without anomaly labels); the reason becomes a note.
+Each evaluator declares, in `higher_is_better`, the direction of every metric it emits (by the name between
+`test/` and any `@level`); that declaration travels into result.json, and everything that ranks reads it there.
 """
 
 from __future__ import annotations
@@ -28,10 +30,20 @@ class Evaluation:
     metrics: dict[str, float] = field(default_factory=dict)  # "test/<name>" -> value
     images: dict[str, Path] = field(default_factory=dict)  # logger key -> PNG in the run folder
     notes: list[str] = field(default_factory=list)  # what was skipped or approximated, in words
+    higher_is_better: dict[str, bool | None] = field(default_factory=dict)  # "test/<name>" -> direction; None: not ranked
 
 
 class Evaluator:
     """Base class: subclasses implement `__call__` and, when they do not always apply, `skip_reason`."""
+
+    higher_is_better: dict[str, bool | None] = {}  # metric name (without `test/` and `@level`) -> direction; None: unranked
+
+    def direction(self, metric: str) -> bool | None:
+        """The declared direction of an emitted metric key such as `test/psnr_gain@0.5`."""
+        name = metric.split("/", 1)[-1].split("@")[0]
+        if name not in self.higher_is_better:
+            raise KeyError(f"{type(self).__name__} emits {metric} without declaring its direction in higher_is_better")
+        return self.higher_is_better[name]
 
     def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
         return None
@@ -56,33 +68,32 @@ def split_codes(model: pl.LightningModule, data: InMemoryDataModule, stage: str,
 
 
 def run_suite(suite: Mapping[str, Any] | None, model: pl.LightningModule, data: InMemoryDataModule,
-              out_dir: Path, trainer: pl.Trainer | None = None) -> tuple[dict[str, float], list[str]]:
+              out_dir: Path, trainer: pl.Trainer | None = None) -> Evaluation:
     """Build and run every evaluator of the `eval` config; log metrics and images to the trainer's loggers;
-    return metrics and notes."""
+    return their metrics, directions and notes in one Evaluation."""
     from aelab.build import build
     from aelab.callbacks.logging import log_image
 
     evaluators: dict[str, Evaluator] = {name: build(node) for name, node in (suite or {}).items()}
-
-    metrics: dict[str, float] = {}
-    notes: list[str] = []
+    total = Evaluation()
     model.eval()
     data.setup()
     for name, evaluator in evaluators.items():
         reason = evaluator.skip_reason(model, data)
         if reason:
-            notes.append(f"eval.{name} skipped: {reason}")
+            total.notes.append(f"eval.{name} skipped: {reason}")
             continue
         log.info("evaluating %s", name)
         result = evaluator(model, data, out_dir)
-        metrics.update(result.metrics)
-        notes.extend(f"eval.{name}: {note}" for note in result.notes)
+        total.metrics.update(result.metrics)
+        total.higher_is_better.update({m: evaluator.direction(m) for m in result.metrics})
+        total.notes.extend(f"eval.{name}: {note}" for note in result.notes)
         for key, path in result.images.items():
             if trainer is not None:
                 log_image(trainer, key, path, caption=name)
-    for note in notes:
+    for note in total.notes:
         log.info("%s", note)
-    if trainer is not None and metrics:
+    if trainer is not None and total.metrics:
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-    return metrics, notes
+            logger.log_metrics(total.metrics, step=trainer.global_step)
+    return total

@@ -15,6 +15,8 @@ from aelab.metrics.disentanglement import dci, mig
 class Disentanglement(Evaluator):
     """`test/mig`, `test/dci_disentanglement`, `test/dci_completeness`, `test/dci_informativeness`."""
 
+    higher_is_better = {"mig": True, "dci_disentanglement": True, "dci_completeness": True, "dci_informativeness": True}
+
     def __init__(self, bins: int = 20, max_examples: int = 10000, n_estimators: int = 30) -> None:
         self.bins, self.max_examples, self.n_estimators = bins, max_examples, n_estimators
 

@@ -60,6 +60,8 @@ def inception_fid(samples: torch.Tensor, real: torch.Tensor) -> tuple[float | No
 class Generation(Evaluator):
     """Grids `samples.png`, `interpolations.png`, `traversals.png`; `test/frechet_clf` on `n` samples."""
 
+    higher_is_better = {"frechet_clf": False, "frechet_clf_train": False, "fid": False}
+
     def __init__(self, n: int = 5000, cache_dir: str = "data/feature_nets", classifier_steps: int = 2000,
                  pairs: int = 8, steps: int = 10, traverse_dims: int = 10, span: float = 3.0, inception: bool = True) -> None:
         self.n, self.cache_dir, self.classifier_steps = n, Path(cache_dir), classifier_steps

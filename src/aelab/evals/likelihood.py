@@ -20,6 +20,8 @@ from aelab.errors import positive_int
 class ImportanceWeightedNLL(Evaluator):
     """`test/iw_nll` with k samples per example, over the first `max_examples` test examples (all when null)."""
 
+    higher_is_better = {"iw_nll": False}
+
     def __init__(self, k: int = 100, max_examples: int | None = None, codes_per_batch: int = 20000, seed: int = 0) -> None:
         self.k = positive_int("eval.likelihood.k", k)
         self.max_examples, self.codes_per_batch, self.seed = max_examples, codes_per_batch, seed

@@ -38,6 +38,8 @@ def gains(inputs: torch.Tensor, outputs: torch.Tensor, target: torch.Tensor, ima
 class Restoration(Evaluator):
     """Quality gain of the model's output over its input, at the task's level and each of `task.levels`."""
 
+    higher_is_better = {f"{m}_{part}": True for m in ("psnr", "ssim") for part in ("input", "output", "gain")}
+
     def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
         return f"the task's input is its target (task={data.task.name})" if data.task.identity else None
 

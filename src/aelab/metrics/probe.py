@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -59,3 +60,14 @@ def knn_accuracy(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike, y_te
     if k < 1 or k > len(z_tr):
         raise ConfigError(f"knn k must be between 1 and the number of training codes ({len(z_tr)}), got {k}")
     return float(KNeighborsClassifier(n_neighbors=k).fit(z_tr, y_tr).score(z_te, y_te))
+
+
+def mlp_accuracy(z_train: ArrayLike, y_train: ArrayLike, z_test: ArrayLike, y_test: ArrayLike, hidden: list[int],
+                 seed: int = 0) -> float:
+    """Test accuracy of a standardised ReLU MLP probe (Adam, early stopping on 10% of the training codes)."""
+    z_tr, y_tr = _codes_labels(z_train, y_train)
+    z_te, y_te = _codes_labels(z_test, y_test)
+    _check_train(y_tr)
+    mlp = MLPClassifier(hidden_layer_sizes=tuple(hidden), early_stopping=True, random_state=seed, max_iter=200)
+    probe = Pipeline([("scale", StandardScaler()), ("mlp", mlp)])
+    return float(probe.fit(z_tr, y_tr).score(z_te, y_te))

@@ -75,11 +75,12 @@ class RunRecord:
     def begin(self, **extra: Any) -> None:
         """Mark the run as running (on disk at once, so a killed run is never taken for a finished one)."""
         self.start = time.time()
-        self.data.update(extra)
+        self.data.update(extra, started_at=round(self.start, 3))
         self.write()
 
     def finish(self, state: str, metrics: dict[str, float], **extra: Any) -> dict[str, Any]:
-        self.data.update(state=state, metrics=metrics, wall_time_s=round(time.time() - self.start, 3), **extra)
+        now = time.time()
+        self.data.update(state=state, metrics=metrics, wall_time_s=round(now - self.start, 3), finished_at=round(now, 3), **extra)
         self.write()
         return self.data
 
