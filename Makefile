@@ -9,7 +9,7 @@ STAMP := $(VENV)/.aelab-installed
 FMNIST_FILE := train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: setup data train eval test sweep report bench clean
+.PHONY: setup data train eval test sweep report paper results bench clean
 
 setup: $(STAMP) data
 
@@ -45,6 +45,17 @@ SWEEP_DIR := outputs/sweeps/compare_fmnist
 sweep: setup
 	$(BIN)/aelab-train -m experiment=compare_fmnist $(ARGS); status=$$?; \
 	  $(BIN)/aelab-report $(SWEEP_DIR) && exit $$status
+
+# A reproduced paper table (conf/experiment/paper/NAME.yaml): its sweep, baselines included, then its report with
+# ours | paper | difference. Re-running completes only the jobs that are left.
+paper: setup
+	@[ -n "$(NAME)" ] || { echo "usage: make paper NAME=<compression|one_class|recognition>"; exit 1; }
+	$(BIN)/aelab-train -m experiment=paper/$(NAME) $(ARGS); status=$$?; \
+	  $(BIN)/aelab-report outputs/sweeps/paper_$(NAME) && exit $$status
+
+# docs/results.md and docs/results/<name>/ from the paper sweeps under outputs/sweeps/
+results: setup
+	@for d in outputs/sweeps/paper_*; do $(BIN)/aelab-report $$d --publish docs/results || exit 1; done
 
 report: setup
 	$(BIN)/aelab-report $(or $(SWEEP),$(SWEEP_DIR))

@@ -52,7 +52,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise
     directions = {**model.metric_directions(), **suite.higher_is_better}
     result = record.finish("completed", metrics, notes=suite.notes, checkpoint=str(cfg.ckpt_path), model=run_cfg.model.name,
-                           higher_is_better={k: v for k, v in directions.items() if k in metrics},
+                           higher_is_better={k: directions.get(k) for k in metrics},  # None: not ranked
                            data=datamodule.name)
     close_loggers(loggers, ok=True)
     return result

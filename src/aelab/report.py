@@ -13,43 +13,32 @@ import csv
 import html
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from aelab import paper
+from aelab.stats import Cell
 
 DEFAULT_METRICS = ("test/mse", "test/psnr", "test/ssim")
 SUITE_METRICS = ("test/probe_acc", "test/knn_acc", "test/auroc", "test/auprc", "test/psnr_gain", "test/ssim_gain",
                  "test/iw_nll", "test/frechet_clf", "test/mig", "test/dci_disentanglement", "test/dci_completeness",
-                 "test/dci_informativeness")  # evaluation-suite columns, shown when any run has them
-HIGHER_IS_BETTER = ("psnr", "ssim", "elbo", "auroc", "auprc", "accuracy", "acc", "mig", "dci", "gain")
-KEYS = ("model", "arch", "data", "latent_dim")
+                 "test/dci_informativeness", "test/mse_ratio_pca", "test/pca_mse", "test/mlp_acc", "test/auroc_recon",
+                 "test/auroc_elbo", "test/auroc_latent", "test/auroc_combined", "test/auroc_ocsvm")
+# evaluation-suite columns, shown when any run has them
+KEYS = ("model", "arch", "data", "latent_dim", "normal_classes")
 
 
-@dataclass
-class Cell:
-    """One metric of one row: the values of its completed seeds."""
-
-    values: list[float] = field(default_factory=list)
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.values)) if self.values else float("nan")
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.values, ddof=1)) if self.n > 1 else 0.0
-
-    def text(self, pm: str = "±") -> str:
-        return f"{self.mean:.4g} {pm} {self.std:.2g} (n={self.n})" if self.values else "–"
+def directions(runs: list[tuple[Path, dict]]) -> dict[str, bool | None]:
+    """Higher-is-better per metric, as the metrics declared it in the records (result.json `higher_is_better`)."""
+    found: dict[str, bool | None] = {}
+    for _, record in runs:
+        found.update(record.get("higher_is_better") or {})
+    return found
 
 
-def higher_is_better(metric: str) -> bool:
-    return any(metric.split("/")[-1].startswith(word) for word in HIGHER_IS_BETTER)
+def arrow(metric: str, direction: dict[str, bool | None], up: str = "↑", down: str = "↓") -> str:
+    """The metric's name with its declared direction; no arrow when nothing declared one."""
+    d = direction.get(metric)
+    return metric if d is None else f"{metric} {up if d else down}"
 
 
 def load_runs(sweep: Path) -> list[tuple[Path, dict]]:
@@ -60,18 +49,23 @@ def load_runs(sweep: Path) -> list[tuple[Path, dict]]:
     return runs
 
 
-def group(runs: list[tuple[Path, dict]], metrics: list[str]) -> tuple[list[str], dict[tuple, dict[str, Cell]]]:
-    """Row-key columns that vary, and per row key the metric cells of completed runs."""
+def group(runs: list[tuple[Path, dict]], metrics: list[str]) -> tuple[list[str], dict[tuple, dict[str, Cell]], dict]:
+    """Row-key columns that vary, per row key the metric cells of completed runs, and the keys that do not vary."""
     done = [r for _, r in runs if r["state"] == "completed"]
     varying = [k for k in KEYS if len({r.get("run", {}).get(k) for r in done}) > 1 or k in ("model", "latent_dim")]
+    constant = {k: done[0].get("run", {}).get(k) for k in KEYS if k not in varying} if done else {}
     rows: dict[tuple, dict[str, Cell]] = {}
     for r in done:
         key = tuple(r.get("run", {}).get(k) for k in varying)
         cells = rows.setdefault(key, {m: Cell() for m in metrics})
         for m in metrics:
             if m in r["metrics"]:
-                cells[m].values.append(r["metrics"][m])
-    return varying, dict(sorted(rows.items(), key=lambda kv: tuple(sort_key(v) for v in kv[0])))
+                cells[m].add(r["metrics"][m], r.get("seed"))
+    return varying, sort_rows(rows), constant
+
+
+def sort_rows(rows: dict[tuple, dict[str, Cell]]) -> dict[tuple, dict[str, Cell]]:
+    return dict(sorted(rows.items(), key=lambda kv: tuple(sort_key(v) for v in kv[0])))
 
 
 def sort_key(value: object) -> tuple[int, float, str]:
@@ -79,12 +73,13 @@ def sort_key(value: object) -> tuple[int, float, str]:
     return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
 
 
-def best_rows(rows: dict[tuple, dict[str, Cell]], metrics: list[str]) -> dict[str, tuple]:
+def best_rows(rows: dict[tuple, dict[str, Cell]], metrics: list[str], direction: dict[str, bool | None]) -> dict[str, tuple]:
+    """Per metric with a declared direction, the row with the best mean (undeclared metrics are not ranked)."""
     best = {}
     for m in metrics:
         scored = [(cells[m].mean, key) for key, cells in rows.items() if cells[m].values]
-        if scored:
-            best[m] = (max if higher_is_better(m) else min)(scored)[1]
+        if scored and direction.get(m) is not None:
+            best[m] = (max if direction[m] else min)(scored, key=lambda s: s[0])[1]
     return best
 
 
@@ -96,8 +91,8 @@ def write_csv(path: Path, varying: list[str], rows: dict, metrics: list[str]) ->
             w.writerow([*key, *[v for m in metrics for v in (cells[m].mean, cells[m].std, cells[m].n)]])
 
 
-def markdown(varying: list[str], rows: dict, metrics: list[str], best: dict, failed: list) -> str:
-    arrows = [f"{m} {'↑' if higher_is_better(m) else '↓'}" for m in metrics]
+def markdown(varying: list[str], rows: dict, metrics: list[str], best: dict, failed: list, direction: dict) -> str:
+    arrows = [arrow(m, direction) for m in metrics]
     lines = ["| " + " | ".join([*varying, *arrows]) + " |", "|" + "---|" * (len(varying) + len(metrics))]
     for key, cells in rows.items():
         vals = [f"**{cells[m].text()}**" if best.get(m) == key else cells[m].text() for m in metrics]
@@ -109,9 +104,9 @@ def markdown(varying: list[str], rows: dict, metrics: list[str], best: dict, fai
     return "\n".join(lines) + "\n"
 
 
-def latex(varying: list[str], rows: dict, metrics: list[str], best: dict) -> str:
+def latex(varying: list[str], rows: dict, metrics: list[str], best: dict, direction: dict) -> str:
     esc = lambda s: str(s).replace("_", r"\_")  # noqa: E731
-    head = " & ".join([*map(esc, varying), *[esc(m) + (r" $\uparrow$" if higher_is_better(m) else r" $\downarrow$")
+    head = " & ".join([*map(esc, varying), *[arrow(esc(m), {esc(m): direction.get(m)}, r"$\uparrow$", r"$\downarrow$")
                                             for m in metrics]])
     body = []
     for key, cells in rows.items():
@@ -198,16 +193,32 @@ def default_metrics(runs: list[tuple[Path, dict]]) -> list[str]:
 def report(sweep: Path, metrics: list[str] | None = None) -> dict[str, Path]:
     """Write every report file into the sweep folder; return their paths."""
     runs = load_runs(sweep)
+    reference = paper.load_reference(runs)
     metrics = metrics or default_metrics(runs)
-    varying, rows = group(runs, metrics)
-    best = best_rows(rows, metrics)
+    direction = directions(runs)
+    wanted = list(dict.fromkeys([*metrics, *paper.metrics(reference)]))  # the comparison's metrics too
+    varying, rows, constant = group(runs, wanted)
+    if reference and reference.get("aggregate"):
+        rows = sort_rows(paper.add_aggregate(varying, rows, **reference["aggregate"]))
+    best = best_rows(rows, metrics, direction)
     failed = [(folder, r) for folder, r in runs if r["state"] != "completed"]
-    table_md = markdown(varying, rows, metrics, best, failed)
+    table_md = markdown(varying, rows, metrics, best, failed, direction)
     out = {ext: sweep / f"report.{ext}" for ext in ("md", "csv", "tex", "html")}
+    tex = latex(varying, rows, metrics, best, direction)
+    if reference:
+        lines, unmatched = paper.compare(reference, varying, rows, constant)
+        table_md += "\n" + paper.markdown(reference, lines, unmatched, paper.protocol_facts(sweep, runs))
+        out["comparison"] = sweep / "comparison.csv"
+        paper.write_csv(out["comparison"], lines)
+        tex += "\n" + paper.latex(lines)
+        paper.print_comparison(reference, lines, unmatched)
+        out["paper"] = sweep / "paper.json"
+        paper.write_summary(out["paper"], reference, paper.protocol_facts(sweep, runs))
     out["md"].write_text(table_md)
     write_csv(out["csv"], varying, rows, metrics)
-    out["tex"].write_text(latex(varying, rows, metrics, best))
-    plots = [plot(sweep / f"plot_{m.replace('/', '_')}.png", m, varying, rows) for m in metrics if rows]
+    out["tex"].write_text(tex)
+    several = "latent_dim" in varying and len({key[varying.index("latent_dim")] for key in rows}) > 1
+    plots = [plot(sweep / f"plot_{m.replace('/', '_')}.png", m, varying, rows) for m in metrics if rows and several]
     out["html"].write_text(page(sweep, table_md, plots, runs))
     print_table(varying, rows, metrics, best, failed)
     return out
@@ -218,11 +229,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep", type=Path, help="a sweep folder (outputs/sweeps/...) or any folder of run folders")
     parser.add_argument("--metrics", nargs="+", default=None,
                         help="result.json metric keys (default: test mse/psnr/ssim and the suite metrics present)")
+    parser.add_argument("--publish", type=Path, default=None, metavar="DOCS_DIR",
+                        help="copy a paper sweep's report files into DOCS_DIR/<name>/ and re-render DOCS_DIR.md")
     args = parser.parse_args(argv)
     if not args.sweep.is_dir():
         sys.exit(f"error: {args.sweep} is not a folder")
     for path in report(args.sweep, args.metrics).values():
         print(f"wrote {path}")
+    if args.publish is not None:
+        print(f"wrote {paper.publish(args.sweep, args.publish)}")
 
 
 if __name__ == "__main__":

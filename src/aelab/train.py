@@ -147,7 +147,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         raise
     wandb_dirs = [d for d in map(run_dir, loggers) if d is not None]
     result = record.finish("completed", metrics, notes=suite.notes, best_checkpoint=best or None,
-                           higher_is_better={k: v for k, v in suite.higher_is_better.items() if k in metrics},
+                           higher_is_better={k: suite.higher_is_better.get(k) for k in metrics},  # None: not ranked
                            wandb_dir=str(wandb_dirs[0]) if wandb_dirs else None)
     close_loggers(loggers, ok=True)
     return result
