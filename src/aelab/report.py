@@ -217,8 +217,7 @@ def report(sweep: Path, metrics: list[str] | None = None) -> dict[str, Path]:
     out["md"].write_text(table_md)
     write_csv(out["csv"], varying, rows, metrics)
     out["tex"].write_text(tex)
-    several = "latent_dim" in varying and len({key[varying.index("latent_dim")] for key in rows}) > 1
-    plots = [plot(sweep / f"plot_{m.replace('/', '_')}.png", m, varying, rows) for m in metrics if rows and several]
+    plots = [plot(sweep / f"plot_{m.replace('/', '_')}.png", m, varying, rows) for m in metrics if rows]
     out["html"].write_text(page(sweep, table_md, plots, runs))
     print_table(varying, rows, metrics, best, failed)
     return out
