@@ -199,3 +199,17 @@ def test_choice_check_accepts_options_in_sub_folders() -> None:
     assert check_choices(["experiment=paper/compression", "model=baseline/pca", "+experiment/paper/compression=pca"]) is None
     assert "unknown experiment 'paper/nope'" in check_choices(["experiment=paper/nope"])
     assert "unknown model 'baseline/svm'" in check_choices(["model=baseline/svm"])
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "reference").glob("*.yaml")))
+def test_reference_files_are_complete_and_keyed_like_our_runs(name: str) -> None:
+    from aelab.report import KEYS
+
+    ref = yaml.safe_load((ROOT / "conf" / "reference" / f"{name}.yaml").read_text())
+    assert ref["name"] == name and all(ref.get(k) for k in ("title", "citation", "table", "metric", "protocol", "differences"))
+    assert isinstance(ref["higher_is_better"], bool)
+    for row in ref["rows"]:
+        assert row["method"] and isinstance(row["value"], float) and isinstance(row["comparable"], bool)
+        assert row["match"] and set(row["match"]) <= set(KEYS), row
+    experiment = yaml.safe_load((ROOT / "conf" / "experiment" / "paper" / f"{name}.yaml").read_text())
+    assert {"override /reference": name} in experiment["defaults"]  # the experiment of the same name selects it
