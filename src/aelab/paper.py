@@ -22,8 +22,9 @@ from aelab.stats import Cell
 
 
 def load_reference(runs: list[tuple[Path, dict]]) -> dict | None:
-    """The `reference` node of the first completed run's composed config, or None."""
-    for folder, record in runs:
+    """The `reference` node of the last completed run's composed config (a corrected reference file reaches the
+    report with the next run of the sweep), or None."""
+    for folder, record in sorted(runs, key=lambda fr: fr[1].get("finished_at") or 0, reverse=True):
         config = folder / ".hydra" / "config.yaml"
         if record["state"] == "completed" and config.is_file():
             return (yaml.safe_load(config.read_text()) or {}).get("reference")
@@ -218,7 +219,7 @@ def section(folder: Path) -> list[str]:
     summary = json.loads((folder / "paper.json").read_text())
     ref, facts = summary["reference"], summary["facts"]
     out = [f"## {ref['title']}", "", f"Published: {ref['citation']}; {ref['table']}.", "",
-           f"Command: `{facts['command']}` (`make paper NAME={ref['name']}`).", "", facts_text(facts), "",
+           facts_text(facts) + f" The same: `make paper NAME={ref['name']}`.", "",
            f"Their protocol: {ref['protocol']}", "", f"Ours: {ref['differences']}", "", "### Our runs", ""]
     out += csv_table(folder / "report.csv")
     out += ["", "### Ours | paper | difference", ""]
