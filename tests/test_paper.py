@@ -213,3 +213,12 @@ def test_reference_files_are_complete_and_keyed_like_our_runs(name: str) -> None
         assert row["match"] and set(row["match"]) <= set(KEYS), row
     experiment = yaml.safe_load((ROOT / "conf" / "experiment" / "paper" / f"{name}.yaml").read_text())
     assert {"override /reference": name} in experiment["defaults"]  # the experiment of the same name selects it
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_each_table_has_the_papers_schedule_for_a_gpu(name: str) -> None:
+    from conftest import compose_cfg
+
+    cpu, gpu = compose_cfg([f"experiment=paper/{name}"]), compose_cfg([f"experiment=paper/gpu/{name}"])
+    assert gpu.trainer.accelerator == "gpu" and gpu.trainer.max_epochs > cpu.trainer.max_epochs
+    assert gpu.reference.name == cpu.reference.name == name and gpu.eval == cpu.eval
