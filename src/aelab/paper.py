@@ -181,7 +181,8 @@ def print_comparison(reference: dict, lines: list[dict], unmatched: list[dict]) 
 
 
 # ---- docs/results.md: the reproduced tables, rendered from the report files that the sweeps wrote ---------------
-PUBLISHED = ("report.csv", "comparison.csv", "paper.json")  # what a sweep's report leaves for the docs
+PUBLISHED = ("report.csv", "comparison.csv", "paper.json")  # what a sweep's report leaves for the docs (notes.md
+# beside them is the hand-written reading of the table; publishing leaves it alone)
 
 
 def write_summary(path: Path, reference: dict, facts: dict[str, Any]) -> None:
@@ -222,6 +223,8 @@ def section(folder: Path) -> list[str]:
            facts_text(facts) + f" The same: `make paper NAME={ref['name']}`.", "",
            f"Their protocol: {ref['protocol']}", "", f"Ours: {ref['differences']}", "", "### Our runs", ""]
     out += csv_table(folder / "report.csv")
+    notes = folder / "notes.md"  # written by hand from the tables above: what they say, and likely reasons
+    out += ["", "### What the numbers say", "", notes.read_text().strip()] if notes.is_file() else []
     out += ["", "### Ours | paper | difference", ""]
     rows = list(csv.DictReader(open(folder / "comparison.csv")))
     out += ["| published (method) | our row | metric | ours | paper | difference |", "|---|---|---|---|---|---|"]
