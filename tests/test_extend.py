@@ -1,0 +1,78 @@
+"""A researcher's own project extends aelab through Hydra's search path: YAML-only variants and own Python parts."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import read_result, run_cli
+
+PYTHONPATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+BOTTLENECK = '''
+"""A user's bottleneck: Gaussian noise on a deterministic code during training; emits code_l2."""
+import torch
+
+from aelab.bottlenecks.base import BottleneckOutput
+from aelab.bottlenecks.deterministic import Deterministic
+
+
+class NoisyCode(Deterministic):
+    terms = ("code_l2",)
+
+    def __init__(self, in_features: int, latent_dim: int, sigma: float = 0.1) -> None:
+        super().__init__(in_features, latent_dim)
+        self.sigma = sigma
+
+    def forward(self, h):
+        z = self.proj(h)
+        z = z + self.sigma * torch.randn_like(z) if self.training else z
+        return BottleneckOutput(z=z, terms={"code_l2": z.pow(2).sum(1)})
+'''
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """my_project/: conf/model/{half_kl_vae,noisy_ae,broken_vae}.yaml and userbn.py, outside the checkout."""
+    root = tmp_path_factory.mktemp("my_project")
+    (root / "conf" / "model").mkdir(parents=True)
+    (root / "conf" / "model" / "half_kl_vae.yaml").write_text("defaults: [vae, _self_]\nname: half_kl_vae\nloss_weights: {kl: 0.5}\n")
+    (root / "conf" / "model" / "noisy_ae.yaml").write_text(textwrap.dedent("""\
+        defaults: [ae, _self_]
+        name: noisy_ae
+        bottleneck: {_target_: userbn.NoisyCode, sigma: 0.1}
+        loss_weights: {code_l2: 1.0e-3}
+        """))
+    (root / "userbn.py").write_text(BOTTLENECK)
+    return root
+
+
+def train_in(project: Path, out: Path, *args: str):
+    return run_cli("aelab-train", [f"hydra.searchpath=[file://{project}/conf]", "data=digits", "model/arch=mlp",
+                                   "trainer.max_epochs=1", "logger=none", "eval=none", "callbacks.progress=null",
+                                   f"hydra.run.dir={out}", *args], env={"PYTHONPATH": os.pathsep.join([str(project), *PYTHONPATH])},
+                   cwd=project)
+
+
+@pytest.mark.parametrize("variant,term", [("half_kl_vae", "val/kl"), ("noisy_ae", "val/code_l2")])
+def test_a_users_variant_trains_from_their_own_folder(project: Path, tmp_path: Path, variant: str, term: str) -> None:
+    result = train_in(project, tmp_path, f"model={variant}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = read_result(tmp_path)
+    assert record["state"] == "completed" and record["run"]["model"] == variant and term in record["metrics"]
+
+
+def test_unknown_choice_lists_the_users_options_too(project: Path, tmp_path: Path) -> None:
+    result = train_in(project, tmp_path, "model=half_kl_vea")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "unknown model 'half_kl_vea'" in result.stderr and "half_kl_vae" in result.stderr and "vq_vae" in result.stderr
+
+
+def test_help_lists_the_users_options(project: Path) -> None:
+    result = run_cli("aelab-train", [f"hydra.searchpath=[file://{project}/conf]", "--help"])
+    model_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("model "))
+    assert "half_kl_vae" in model_line and "noisy_ae" in model_line and "vae" in model_line
+    result = run_cli("aelab-train", ["--config-dir", str(project / "conf"), "--help"])
+    assert "noisy_ae" in result.stdout
