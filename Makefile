@@ -20,9 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Fashion-MNIST from Debian's package (when root), and the breast-cancer CSV written from scikit-learn's bundled table.
+# Fashion-MNIST from Debian's package (when root). (data=breast_cancer writes its CSV itself on first use.)
 data: $(STAMP)
-	@[ -f data/breast_cancer.csv ] || $(BIN)/python scripts/export_breast_cancer.py data/breast_cancer.csv
 	@if [ -f data/fashion_mnist/$(FMNIST_FILE) ] || [ -f /usr/share/datasets/fashion-mnist/$(FMNIST_FILE) ]; then \
 	  echo "Fashion-MNIST: found"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
