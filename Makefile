@@ -13,11 +13,12 @@ ARGS ?=
 
 setup: $(STAMP) data
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares ranges (aelab as a library); requirements.lock pins the tested set, installed here.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock torch torchvision
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
 # Fashion-MNIST from Debian's package (when root). (data=breast_cancer writes its CSV itself on first use.)
