@@ -76,3 +76,31 @@ def test_help_lists_the_users_options(project: Path) -> None:
     assert "half_kl_vae" in model_line and "noisy_ae" in model_line and "vae" in model_line
     result = run_cli("aelab-train", ["--config-dir", str(project / "conf"), "--help"])
     assert "noisy_ae" in result.stdout
+
+
+# ---- a damaged result.json (truncated by a crash or a full disk) ------------------------------------------------
+def test_a_truncated_record_is_kept_aside_and_the_job_runs_again(tmp_path: Path) -> None:
+    (tmp_path / "result.json").write_text('{"state": "compl')
+    args = ["data=digits", "model/arch=mlp", "trainer.max_epochs=1", "logger=none", "eval=none", "callbacks.progress=null",
+            f"hydra.run.dir={tmp_path}"]
+    result = run_cli("aelab-train", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_result(tmp_path)["state"] == "completed"
+    kept = list(tmp_path.glob("result.damaged-*.json"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"state": "compl'
+    assert "result.json is not a readable record" in result.stdout + result.stderr + (tmp_path / "train.log").read_text()
+
+
+def test_the_report_lists_a_damaged_record(tmp_path: Path) -> None:
+    import json
+
+    from aelab.report import report
+
+    good = {"state": "completed", "metrics": {"test/mse": 0.1}, "higher_is_better": {"test/mse": False}, "seed": 0,
+            "run": {"model": "ae", "latent_dim": 8}, "overrides": []}
+    for job, text in ((0, json.dumps(good)), (1, '{"state": "runn')):
+        (tmp_path / str(job)).mkdir()
+        (tmp_path / str(job) / "result.json").write_text(text)
+    out = report(tmp_path, ["test/mse"])
+    md = out["md"].read_text()
+    assert "0.1 ± 0 (n=1)" in md and "damaged" in md and "1/result.json is not a readable record" in md
