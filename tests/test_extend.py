@@ -104,3 +104,67 @@ def test_the_report_lists_a_damaged_record(tmp_path: Path) -> None:
     out = report(tmp_path, ["test/mse"])
     md = out["md"].read_text()
     assert "0.1 ± 0 (n=1)" in md and "damaged" in md and "1/result.json is not a readable record" in md
+
+
+# ---- a stochastic bottleneck that only this file defines: ELBO, IW likelihood and anomaly score, no edit elsewhere --
+import math  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.distributions import Normal  # noqa: E402
+
+from aelab.bottlenecks.base import Bottleneck, BottleneckOutput  # noqa: E402
+
+
+class FixedSpreadGaussian(Bottleneck):
+    """q(z|x) = N(mu(x), 0.5^2 I), prior N(0, I): a posterior whose spread is not learned."""
+
+    terms = ("kl",)
+    elbo_terms = ("kl",)
+    has_prior = True
+    sigma = 0.5
+
+    def __init__(self, in_features: int, latent_dim: int) -> None:
+        super().__init__(in_features, latent_dim)
+        self.proj = nn.Linear(in_features, latent_dim)
+
+    def forward(self, h: torch.Tensor) -> BottleneckOutput:
+        mu = self.proj(h)
+        kl = 0.5 * (mu.pow(2) + self.sigma**2 - 1.0 - math.log(self.sigma**2)).sum(-1)
+        return BottleneckOutput(z=mu + self.sigma * torch.randn_like(mu), terms={"kl": kl})
+
+    def importance_samples(self, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        q = Normal(self.proj(h), self.sigma)
+        z = q.rsample((k,))  # (k, B, d)
+        return z, (Normal(0.0, 1.0).log_prob(z) - q.log_prob(z)).sum(-1)
+
+    def embed(self, h: torch.Tensor) -> torch.Tensor:
+        return self.proj(h)
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim)
+
+
+def test_a_new_stochastic_bottleneck_gets_elbo_iw_likelihood_and_anomaly_score() -> None:
+    from aelab.build import build
+    from conftest import compose_cfg
+
+    cfg = compose_cfg(["data=digits", "model=vae", "model/arch=mlp", "model.latent_dim=3",
+                       f"model.bottleneck._target_={__name__}.FixedSpreadGaussian"])
+    model = build(cfg.model).eval()
+    x = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        _, logs = model.compute_loss({"x": x, "target": x}, "val")
+        torch.manual_seed(3)
+        score = model.anomaly_score(x, x)
+        torch.manual_seed(3)  # the same posterior draw, written out: -log p(x|z) + KL
+        recon, b = model.reconstruction_nll(x, x)
+        torch.manual_seed(3)
+        iw1 = model.iw_log_likelihood(x, x, k=1)
+        torch.manual_seed(3)
+        z = Normal(model.bottleneck.proj(model.encoder(x)), 0.5).rsample((1,))[0]
+    assert "elbo" in logs and set(model.anomaly_scores(x, x)) >= {"elbo", "recon"}
+    assert torch.allclose(score, recon + b.terms["kl"])
+    single = -model.likelihood.nll(model.decoder(z), x) + (Normal(0.0, 1.0).log_prob(z) - Normal(model.bottleneck.proj(
+        model.encoder(x)), 0.5).log_prob(z)).sum(-1)
+    assert torch.allclose(iw1, single.detach(), atol=1e-4)  # k = 1: the single-sample ELBO
