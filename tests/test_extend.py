@@ -168,3 +168,22 @@ def test_a_new_stochastic_bottleneck_gets_elbo_iw_likelihood_and_anomaly_score()
     single = -model.likelihood.nll(model.decoder(z), x) + (Normal(0.0, 1.0).log_prob(z) - Normal(model.bottleneck.proj(
         model.encoder(x)), 0.5).log_prob(z)).sum(-1)
     assert torch.allclose(iw1, single.detach(), atol=1e-4)  # k = 1: the single-sample ELBO
+
+
+# ---- aelab-check: the contract suite on a user's variant, one line a check ----------------------------------------
+@pytest.mark.parametrize("variant", ["half_kl_vae", "noisy_ae"])
+def test_aelab_check_passes_a_users_variants(project: Path, variant: str) -> None:
+    result = run_cli("aelab-check", [f"hydra.searchpath=[file://{project}/conf]", f"model={variant}"], cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    verdicts = result.stdout.strip().splitlines()
+    assert [v.split(":")[0] for v in verdicts] == ["PASS builds", "PASS shapes", "PASS finite terms and gradients",
+                                                   "PASS loss decreases"]
+
+
+def test_aelab_check_fails_a_weight_naming_no_term_in_one_line(project: Path) -> None:
+    (project / "conf" / "model" / "broken_vae.yaml").write_text("defaults: [vae, _self_]\nname: broken_vae\n"
+                                                                 "loss_weights: {klx: 1.0}\n")
+    result = run_cli("aelab-check", [f"hydra.searchpath=[file://{project}/conf]", "model=broken_vae"], cwd=project)
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines() == [result.stdout.strip()]  # one line: the build fails, nothing else runs
+    assert result.stdout.startswith("FAIL builds:") and "klx" in result.stdout and "kl" in result.stdout

@@ -1,4 +1,4 @@
-"""Console entry points `aelab-train` and `aelab-eval`: instant `--help`, one-line errors, then Hydra.
+"""Console entry points `aelab-train`, `aelab-eval`, `aelab-check`: instant `--help`, one-line errors, then Hydra.
 
 `--help` is answered from a scan of conf/ without importing Hydra, torch or Lightning. Group choices on the
 command line (`model=vea`) are checked against conf/ before composing, so a typo costs a fraction of a second
@@ -24,7 +24,9 @@ EXAMPLES = {
               "aelab-train -m model=ae,vae model.latent_dim=8,32 hydra/launcher=joblib",
               "aelab-train experiment=compare_fmnist -m"],
     "eval": ["aelab-eval ckpt_path=outputs/runs/<date>/<run>/checkpoints/best.ckpt eval=full"],
+    "check": ["aelab-check model=beta_vae", "aelab-check hydra.searchpath=[file://$PWD/conf] model=my_variant"],
 }
+CONFIG = {"train": "train", "eval": "eval", "check": "train"}  # the entry config each command composes
 
 
 def search_path(args: list[str]) -> list[Path]:
@@ -54,7 +56,7 @@ def groups(dirs: list[Path] | None = None) -> dict[str, list[str]]:
 
 
 def help_text(entry: str, dirs: list[Path] | None = None) -> str:
-    lines = [f"aelab-{entry}: compose conf/{entry}.yaml with overrides (Hydra) and run it.",
+    lines = [f"aelab-{entry}: compose conf/{CONFIG[entry]}.yaml with overrides (Hydra) and run it.",
              f"usage: aelab-{entry} [group=option ...] [key=value ...] [-m for a sweep]", "", "config groups:"]
     lines += [f"  {group:<22} {', '.join(options)}" for group, options in groups(dirs).items()]
     if dirs and len(dirs) > 1:
@@ -104,6 +106,7 @@ def run(entry: str, load_main: Callable[[], Callable[[], None]]) -> None:
     error = check_choices(args)
     if error:
         sys.exit(f"error: {error}")
+    sys.path.insert(0, os.getcwd())  # the researcher's own parts (`_target_: mymodule.Class`) import from here
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["AELAB_FULL_ERROR"] = "1" if full else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises, so that the lines below see the real exception
@@ -142,8 +145,18 @@ def evaluate_main() -> Callable[[], None]:
     return main
 
 
+def check_main() -> Callable[[], None]:
+    from aelab.check import main
+
+    return main
+
+
 def train() -> None:
     run("train", train_main)
+
+
+def check() -> None:
+    run("check", check_main)
 
 
 def evaluate() -> None:
