@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from aelab.train import CONF_DIR
+from aelab import CONF_DIR
 
 ROOT = Path(CONF_DIR).parent
 BIN = Path(sys.executable).parent
