@@ -187,3 +187,10 @@ def test_aelab_check_fails_a_weight_naming_no_term_in_one_line(project: Path) ->
     assert result.returncode == 1
     assert result.stdout.strip().splitlines() == [result.stdout.strip()]  # one line: the build fails, nothing else runs
     assert result.stdout.startswith("FAIL builds:") and "klx" in result.stdout and "kl" in result.stdout
+
+
+def test_corrupting_twice_is_a_config_error(tmp_path: Path) -> None:
+    result = run_cli("aelab-train", ["data=digits", "model=dae", "task=denoise", "logger=none", f"hydra.run.dir={tmp_path}"])
+    text = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in text
+    assert "task=denoise already corrupts the inputs" in text and "model=dae" in text

@@ -42,6 +42,7 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
     from aelab.callbacks.rng import RngState
     from aelab.evals.base import Evaluation, run_suite
 
+    check_corruption(cfg)
     datamodule, model = build(cfg.data, task=build(cfg.task), seed=cfg.seed), build(cfg.model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
@@ -80,6 +81,15 @@ def fit_baseline(cfg: DictConfig, model: Any, datamodule: Any, loggers: list) ->
     for logger in loggers:
         logger.log_metrics(metrics, step=0)
     return metrics, "", suite
+
+
+def check_corruption(cfg: DictConfig) -> None:
+    """One rule for corrupted inputs: the task defines the problem (task=denoise corrupts every split's inputs);
+    model.corruption is train-time augmentation of a clean-input task (the DAE). Both at once corrupt twice."""
+    if cfg.task.get("corruption") is not None and cfg.model.get("corruption") is not None:
+        raise ConfigError(f"task={cfg.task.name} already corrupts the inputs (task.corruption) and model={cfg.model.name} "
+                          f"corrupts them again in training (model.corruption): use model.corruption=null (e.g. model=ae) "
+                          f"with task=denoise, or model=dae with task=reconstruct")
 
 
 def resume_path(cfg: DictConfig, record: RunRecord) -> str | None:
