@@ -9,7 +9,7 @@ STAMP := $(VENV)/.aelab-installed
 FMNIST_FILE := train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: setup data train eval test sweep report paper results bench clean
+.PHONY: setup data train eval lint test test-fast sweep report paper results bench clean
 
 setup: $(STAMP) data
 
@@ -60,8 +60,15 @@ results: setup
 report: setup
 	$(BIN)/aelab-report $(or $(SWEEP),$(SWEEP_DIR))
 
-test: setup
+lint: setup
+	$(BIN)/ruff check src tests scripts
+
+# The full suite (what CI runs, after the linter) and the fast tier: no CLI processes, no training runs.
+test: setup lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)

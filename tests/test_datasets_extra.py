@@ -15,7 +15,7 @@ from aelab.data.shapes import GRID, ShapesDataModule
 from aelab.data.sklearn_tables import export_breast_cancer
 from aelab.data.tabular import CSVDataModule
 from aelab.errors import ConfigError, DataError
-from conftest import ROOT, compose_cfg
+from conftest import compose_cfg
 
 N_GRID = 3 * 4 * 8 * 8 * 8
 
@@ -196,12 +196,11 @@ def test_exported_breast_cancer_reads_back_standardised(tmp_path: Path) -> None:
     assert module.feature_names[0] == "mean radius" and module.feature_mean.shape == (30,)
 
 
-def test_export_script_cli_and_the_real_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    exporter().main([str(tmp_path / "breast_cancer.csv")])
-    assert "breast_cancer.csv" in capsys.readouterr().out
+def test_the_real_config_writes_the_bundled_table_on_first_use(tmp_path: Path) -> None:
     module = build(compose_cfg(["data=breast_cancer", f"paths.data_dir={tmp_path}"], tmp_path).data)
     module.setup()
     assert module.train_set.x.shape[1:] == (30,) and len(module.test_set) == 171
+    assert (tmp_path / "breast_cancer.csv").is_file()
 
 
 def small_csv(path: Path, lines: list[str] | None = None) -> Path:
