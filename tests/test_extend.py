@@ -33,10 +33,8 @@ class NoisyCode(Deterministic):
 '''
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """my_project/: conf/model/{half_kl_vae,noisy_ae,broken_vae}.yaml and userbn.py, outside the checkout."""
-    root = tmp_path_factory.mktemp("my_project")
+def make_project(root: Path) -> Path:
+    """my_project/: conf/model/{half_kl_vae,noisy_ae}.yaml and userbn.py, outside the checkout."""
     (root / "conf" / "model").mkdir(parents=True)
     (root / "conf" / "model" / "half_kl_vae.yaml").write_text("defaults: [vae, _self_]\nname: half_kl_vae\nloss_weights: {kl: 0.5}\n")
     (root / "conf" / "model" / "noisy_ae.yaml").write_text(textwrap.dedent("""\
@@ -47,6 +45,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         """))
     (root / "userbn.py").write_text(BOTTLENECK)
     return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("my_project"))
 
 
 def train_in(project: Path, out: Path, *args: str):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from test_extend import make_project
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -56,3 +57,20 @@ def test_bundled_table_is_found_from_another_folder(wheel_venv: Path, tmp_path: 
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "data" / "breast_cancer.csv").is_file()
     assert "test/auroc" in json.loads((tmp_path / "run" / "result.json").read_text())["metrics"]
+
+
+def test_a_users_variants_train_and_pass_the_check_from_the_wheel(wheel_venv: Path, tmp_path: Path) -> None:
+    project = make_project(tmp_path / "my_project")
+    (project / "conf" / "model" / "broken_vae.yaml").write_text("defaults: [vae, _self_]\nname: broken_vae\n"
+                                                                 "loss_weights: {klx: 1.0}\n")
+    search = f"hydra.searchpath=[file://{project}/conf]"
+    for variant in ("half_kl_vae", "noisy_ae"):  # YAML only; YAML + the user's own bottleneck class
+        out = run([str(wheel_venv / "bin" / "aelab-train"), search, f"model={variant}", "data=digits", "model/arch=mlp",
+                   "trainer.max_epochs=1", "logger=none", "eval=none", "callbacks.progress=null", f"hydra.run.dir=run_{variant}"],
+                  cwd=project)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert json.loads((project / f"run_{variant}" / "result.json").read_text())["run"]["model"] == variant
+        checked = run([str(wheel_venv / "bin" / "aelab-check"), search, f"model={variant}"], cwd=project)
+        assert checked.returncode == 0 and checked.stdout.count("PASS") == 4, checked.stdout + checked.stderr[-2000:]
+    broken = run([str(wheel_venv / "bin" / "aelab-check"), search, "model=broken_vae"], cwd=project)
+    assert broken.returncode == 1 and broken.stdout.strip().count("\n") == 0 and "FAIL builds" in broken.stdout
