@@ -9,20 +9,20 @@ STAMP := $(VENV)/.aelab-installed
 FMNIST_FILE := train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: setup data train eval test sweep report paper results bench clean
+.PHONY: setup data train eval lint test test-fast sweep report paper results bench clean
 
 setup: $(STAMP) data
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares ranges (aelab as a library); requirements.lock pins the tested set, installed here.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock torch torchvision
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-# Fashion-MNIST from Debian's package (when root), and the breast-cancer CSV written from scikit-learn's bundled table.
+# Fashion-MNIST from Debian's package (when root). (data=breast_cancer writes its CSV itself on first use.)
 data: $(STAMP)
-	@[ -f data/breast_cancer.csv ] || $(BIN)/python scripts/export_breast_cancer.py data/breast_cancer.csv
 	@if [ -f data/fashion_mnist/$(FMNIST_FILE) ] || [ -f /usr/share/datasets/fashion-mnist/$(FMNIST_FILE) ]; then \
 	  echo "Fashion-MNIST: found"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -60,8 +60,15 @@ results: setup
 report: setup
 	$(BIN)/aelab-report $(or $(SWEEP),$(SWEEP_DIR))
 
-test: setup
+lint: setup
+	$(BIN)/ruff check src tests scripts
+
+# The full suite (what CI runs, after the linter) and the fast tier: no CLI processes, no training runs.
+test: setup lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)

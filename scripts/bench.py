@@ -21,7 +21,7 @@ import torch
 
 from aelab.build import build
 from aelab.runtime import torch_threads
-from aelab.train import quiet_libraries
+from aelab.skeleton import quiet_libraries
 from bench_parts.common import (COMMAND, OUT, QUICK, Part, Settings, compose_cfg, cpu_seconds, log, machine,
                                 markdown, other_cores, show)
 from bench_parts.data import part_data

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from aelab.train import CONF_DIR
+from aelab import CONF_DIR
 
 ROOT = Path(CONF_DIR).parent
 BIN = Path(sys.executable).parent
@@ -40,3 +42,22 @@ def read_result(run_dir: Path) -> dict:
 def offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process runs never reach for the network."""
     monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+HEAVY = re.compile(r"run_cli\(|cli_run\(|(?<![.\w])train\(|subprocess\.|(?<![.\w])sweep\(")
+
+
+def _heavy(func: object) -> bool:
+    try:
+        return bool(HEAVY.search(inspect.getsource(func)))
+    except (OSError, TypeError):
+        return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that (itself or through a fixture) starts a CLI process or a training run:
+    `make test-fast` (-m "not slow") keeps the units, closed forms and the contract suite."""
+    for item in items:
+        fixtures = [d.func for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values() for d in defs]
+        if any(_heavy(f) for f in [getattr(item, "function", None), *fixtures] if f is not None):
+            item.add_marker(pytest.mark.slow)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, FAST, ROOT, compose_cfg, run_cli
+from conftest import CONF_DIR, ROOT, compose_cfg, run_cli
 
 GROUPS = ["data", "model", "model/arch", "model/likelihood", "trainer", "logger", "callbacks", "debug", "experiment"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,10 @@ from aelab.build import build
 from aelab.data import shapes as shapes_mod
 from aelab.data.photo_patches import PhotoPatchesDataModule, sample_photos
 from aelab.data.shapes import GRID, ShapesDataModule
+from aelab.data.sklearn_tables import export_breast_cancer
 from aelab.data.tabular import CSVDataModule
 from aelab.errors import ConfigError, DataError
-from conftest import ROOT, compose_cfg
+from conftest import compose_cfg
 
 N_GRID = 3 * 4 * 8 * 8 * 8
 
@@ -176,20 +176,13 @@ def test_patch_larger_than_the_test_strip_is_a_config_error() -> None:
 # --- tabular CSV --------------------------------------------------------------------------------------------
 
 
-def exporter():
-    spec = importlib.util.spec_from_file_location("export_breast_cancer", ROOT / "scripts" / "export_breast_cancer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def breast_cancer(path: Path, **kwargs) -> CSVDataModule:
     return CSVDataModule(path=str(path), label_column="diagnosis", anomaly_labels=["malignant"], name="breast_cancer",
                          shape=[30], num_classes=2, val_size=0.15, **kwargs)
 
 
 def test_exported_breast_cancer_reads_back_standardised(tmp_path: Path) -> None:
-    path = exporter().export(tmp_path / "sub" / "bc.csv")
+    path = export_breast_cancer(tmp_path / "sub" / "bc.csv")
     assert path.read_text().splitlines()[0].endswith("worst fractal dimension,diagnosis")
     module = breast_cancer(path)
     module.setup()
@@ -203,12 +196,11 @@ def test_exported_breast_cancer_reads_back_standardised(tmp_path: Path) -> None:
     assert module.feature_names[0] == "mean radius" and module.feature_mean.shape == (30,)
 
 
-def test_export_script_cli_and_the_real_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    exporter().main([str(tmp_path / "breast_cancer.csv")])
-    assert "breast_cancer.csv" in capsys.readouterr().out
+def test_the_real_config_writes_the_bundled_table_on_first_use(tmp_path: Path) -> None:
     module = build(compose_cfg(["data=breast_cancer", f"paths.data_dir={tmp_path}"], tmp_path).data)
     module.setup()
     assert module.train_set.x.shape[1:] == (30,) and len(module.test_set) == 171
+    assert (tmp_path / "breast_cancer.csv").is_file()
 
 
 def small_csv(path: Path, lines: list[str] | None = None) -> Path:
@@ -234,7 +226,7 @@ BAD_INPUTS = {
                         r"label column 'diagnosis' is not in the header; columns present: 'a', 'b', 'label'"),
     "no feature column": (None, {"feature_columns": ["zzz"]}, r"feature column\(s\) 'zzz' not in the header"),
     "field count": (["a,b,label", "1,2,ok", "3,ok"], {}, r"t\.csv line 3: 2 fields but the header has 3"),
-    "missing file": ("absent", {}, r"t\.csv not found: .*scripts/export_breast_cancer\.py"),
+    "missing file": ("absent", {}, r"t\.csv not found: set data.path to an existing CSV file"),
     "empty file": ([""], {}, r"t\.csv is empty: expected a header line"),
     "no rows": (["a,b,label"], {}, r"t\.csv has a header but no data rows"),
     "no anomalies": (["a,b,label"] + ["1,2,ok"] * 10, {}, r"no anomalous rows .* column 'label' holds 'ok'"),

@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from aelab.console import make_console
-from aelab.train import CONF_DIR
+from aelab import CONF_DIR
 
 log = logging.getLogger("bench")
 ROOT = Path(CONF_DIR).parent

@@ -3,4 +3,5 @@
 from pathlib import Path
 
 __version__ = "0.1.0"
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")  # the checkout's conf/ (installed editable)
+# conf/ at the top of the checkout; src/aelab/conf links to it, so a wheel carries the same files as aelab/conf/
+CONF_DIR = str((Path(__file__).parent / "conf").resolve())

@@ -1,8 +1,9 @@
-"""Console entry points `aelab-train` and `aelab-eval`: instant `--help`, one-line errors, then Hydra.
+"""Console entry points `aelab-train`, `aelab-eval`, `aelab-check`: instant `--help`, one-line errors, then Hydra.
 
 `--help` is answered from a scan of conf/ without importing Hydra, torch or Lightning. Group choices on the
 command line (`model=vea`) are checked against conf/ before composing, so a typo costs a fraction of a second
-and names the choices. Errors that Hydra would print as a stack trace (an output folder that cannot be written,
+and names the choices. A researcher's own config folders count too: those named by `hydra.searchpath=[file://...]`
+and `--config-dir` on the command line, which Hydra searches after (and in addition to) aelab's conf/. Errors that Hydra would print as a stack trace (an output folder that cannot be written,
 a malformed override) become one line and exit code 1; `HYDRA_FULL_ERROR=1` shows the full traceback instead.
 """
 
@@ -23,23 +24,43 @@ EXAMPLES = {
               "aelab-train -m model=ae,vae model.latent_dim=8,32 hydra/launcher=joblib",
               "aelab-train experiment=compare_fmnist -m"],
     "eval": ["aelab-eval ckpt_path=outputs/runs/<date>/<run>/checkpoints/best.ckpt eval=full"],
+    "check": ["aelab-check model=beta_vae", "aelab-check hydra.searchpath=[file://$PWD/conf] model=my_variant"],
 }
+CONFIG = {"train": "train", "eval": "eval", "check": "train"}  # the entry config each command composes
 
 
-def groups() -> dict[str, list[str]]:
-    """Every config group under conf/ (e.g. `model/arch`) with its options (YAML file names)."""
+def search_path(args: list[str]) -> list[Path]:
+    """aelab's conf/ and the user's config folders named on the command line (`file://` entries of
+    `hydra.searchpath=[...]`, and `--config-dir`/`-cd`); `pkg://` entries are left to Hydra."""
+    dirs = [CONF]
+    for i, arg in enumerate(args):
+        if arg.startswith("hydra.searchpath="):
+            entries = [e.strip().strip("'\"") for e in arg.split("=", 1)[1].strip("[]").split(",")]
+            dirs += [Path(e[len("file://"):]) for e in entries if e.startswith("file://")]
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]))
+        elif arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            dirs.append(Path(args[i + 1]))
+    return [d.expanduser().resolve() for d in dirs]
+
+
+def groups(dirs: list[Path] | None = None) -> dict[str, list[str]]:
+    """Every config group in the config folders (e.g. `model/arch`) with its options (YAML file names)."""
     found: dict[str, list[str]] = {}
-    for yaml in sorted(CONF.rglob("*.yaml")):
-        group = yaml.parent.relative_to(CONF).as_posix()
-        if group != "." and not group.startswith(SKIP):
-            found.setdefault(group, []).append(yaml.stem)
-    return found
+    for conf in dirs or [CONF]:
+        for yaml in sorted(conf.rglob("*.yaml")):
+            group = yaml.parent.relative_to(conf).as_posix()
+            if group != "." and not group.startswith(SKIP) and yaml.stem not in found.get(group, []):
+                found.setdefault(group, []).append(yaml.stem)
+    return {group: sorted(options) for group, options in sorted(found.items())}
 
 
-def help_text(entry: str) -> str:
-    lines = [f"aelab-{entry}: compose conf/{entry}.yaml with overrides (Hydra) and run it.",
+def help_text(entry: str, dirs: list[Path] | None = None) -> str:
+    lines = [f"aelab-{entry}: compose conf/{CONFIG[entry]}.yaml with overrides (Hydra) and run it.",
              f"usage: aelab-{entry} [group=option ...] [key=value ...] [-m for a sweep]", "", "config groups:"]
-    lines += [f"  {group:<22} {', '.join(options)}" for group, options in groups().items()]
+    lines += [f"  {group:<22} {', '.join(options)}" for group, options in groups(dirs).items()]
+    if dirs and len(dirs) > 1:
+        lines += ["", "config folders: " + ", ".join(map(str, dirs))]
     lines += ["", "examples:", *[f"  {e}" for e in EXAMPLES[entry]], "",
               "  --cfg job      print the composed config      --hydra-help   Hydra's own options",
               "  HYDRA_FULL_ERROR=1 shows full tracebacks instead of one-line errors"]
@@ -54,14 +75,15 @@ def choices(value: str) -> list[str]:
     return [v.strip() for v in value.strip("[]").split(",") if v.strip() and v.strip() != "null"]
 
 
-def is_option(group: str, option: str) -> bool:
-    """True when conf/<group>/<option>.yaml exists; options may sit in sub-folders (`experiment=paper/compression`)."""
-    return (CONF / group / f"{option}.yaml").is_file()
+def is_option(group: str, option: str, dirs: list[Path]) -> bool:
+    """True when <config folder>/<group>/<option>.yaml exists; options may sit in sub-folders (`experiment=paper/x`)."""
+    return any((conf / group / f"{option}.yaml").is_file() for conf in dirs)
 
 
 def check_choices(args: list[str]) -> str | None:
-    """An error line for the first `group=option` naming an option that conf/ does not have, else None."""
-    known = groups()
+    """An error line for the first `group=option` naming an option that no config folder has, else None."""
+    dirs = search_path(args)
+    known = groups(dirs)
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
             continue
@@ -69,7 +91,7 @@ def check_choices(args: list[str]) -> str | None:
         group = key.lstrip("+~")
         if group not in known:
             continue
-        unknown = [v for v in choices(value) if not is_option(group, v)]
+        unknown = [v for v in choices(value) if not is_option(group, v, dirs)]
         if unknown:
             return f"unknown {group} {unknown[0]!r}; choose one of: {', '.join(known[group])}"
     return None
@@ -79,11 +101,12 @@ def run(entry: str, load_main: Callable[[], Callable[[], None]]) -> None:
     """Answer --help, check group choices, then import and run Hydra's main with its errors reported in one line."""
     args = sys.argv[1:]
     if "--help" in args or "-h" in args:
-        print(help_text(entry))
+        print(help_text(entry, search_path(args)))
         return
     error = check_choices(args)
     if error:
         sys.exit(f"error: {error}")
+    sys.path.insert(0, os.getcwd())  # the researcher's own parts (`_target_: mymodule.Class`) import from here
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["AELAB_FULL_ERROR"] = "1" if full else "0"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises, so that the lines below see the real exception
@@ -122,8 +145,18 @@ def evaluate_main() -> Callable[[], None]:
     return main
 
 
+def check_main() -> Callable[[], None]:
+    from aelab.check import main
+
+    return main
+
+
 def train() -> None:
     run("train", train_main)
+
+
+def check() -> None:
+    run("check", check_main)
 
 
 def evaluate() -> None:

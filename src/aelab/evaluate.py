@@ -12,9 +12,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from aelab.errors import AelabError
-from aelab.runtime import full_errors, job_overrides
-from aelab.train import CONF_DIR, quiet_libraries, stage_metrics
+from aelab import CONF_DIR
+from aelab.runtime import job_overrides
+from aelab.skeleton import guarded, quiet_libraries, run_job, stage_metrics
+from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +27,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from aelab.build import build
     from aelab.checkpoint import load_checkpoint, rebuild_model
     from aelab.evals.base import run_suite
-    from aelab.tracking.finish import close_loggers
-    from aelab.tracking.run import RunRecord
 
     quiet_libraries()
     record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides())
-    record.begin()
-    loggers: list = []
-    try:
+    record.data["checkpoint"] = str(cfg.ckpt_path)
+    loaded: dict[str, Any] = {}
+
+    def before() -> None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        model, run_cfg = rebuild_model(load_checkpoint(cfg.ckpt_path))
+        loaded["model"], loaded["cfg"] = rebuild_model(load_checkpoint(cfg.ckpt_path))
+
+    def body(loggers: list) -> tuple[dict[str, float], dict[str, Any]]:
+        model, run_cfg = loaded["model"], loaded["cfg"]
         task = build(run_cfg.task) if run_cfg.get("task") else None  # checkpoints from before tasks: reconstruct
         datamodule = build(cfg.data if cfg.get("data") else run_cfg.data, task=task)
-        loggers = [build(c) for c in cfg.logger.values() if c is not None]
         for logger in loggers:
             logger.log_hyperparams({"eval": OmegaConf.to_container(cfg, resolve=True), **OmegaConf.to_container(run_cfg)})
         trainer: pl.Trainer = build(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
@@ -46,27 +48,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         metrics = stage_metrics(trainer.callback_metrics, "test")
         suite = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir), trainer)
         metrics.update(suite.metrics)
-    except BaseException as err:
-        record.finish("failed", {}, error=f"{type(err).__name__}: {err}", checkpoint=str(cfg.ckpt_path))
-        close_loggers(loggers, ok=False)
-        raise
-    directions = {**model.metric_directions(), **suite.higher_is_better}
-    result = record.finish("completed", metrics, notes=suite.notes, checkpoint=str(cfg.ckpt_path), model=run_cfg.model.name,
-                           higher_is_better={k: directions.get(k) for k in metrics},  # None: not ranked
-                           data=datamodule.name)
-    close_loggers(loggers, ok=True)
-    return result
+        directions = {**model.metric_directions(), **suite.higher_is_better}
+        return metrics, {"notes": suite.notes, "model": run_cfg.model.name, "data": datamodule.name,
+                         "higher_is_better": {k: directions.get(k) for k in metrics}}  # None: not ranked
+
+    return run_job(record, cfg.logger, body, before=before)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
-    try:
-        result = evaluate(cfg)
-    except AelabError as err:
-        if full_errors():
-            raise
-        log.error("%s", err)
-        raise SystemExit(1) from None
+    result = guarded(evaluate, cfg)
+    if result is None:  # a failed job of a sweep: recorded, reported by the sweep summary
+        return
     from aelab.console import print_result
 
     print_result(f"{result['model']} on {result['data']} (test)", result, Path(cfg.paths.output_dir), None)

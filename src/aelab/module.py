@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
-from aelab.bottlenecks.gaussian import DiagonalGaussian
 from aelab.density import LatentGMM
 from aelab.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
@@ -95,13 +94,13 @@ class AutoencoderModule(pl.LightningModule):
     def anomaly_score(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-example score (B,): -log p(target|z), plus the KL (i.e. -ELBO) when the bottleneck has a prior."""
         recon, b = self.reconstruction_nll(x, target)
-        return self.bottleneck.objective(recon, b.terms, {"kl": 1.0} if "kl" in b.terms else {})
+        return self.bottleneck.objective(recon, b.terms, {name: 1.0 for name in self.bottleneck.elbo_terms})
 
     def anomaly_scores(self, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-example scores (B,), higher = more anomalous: `elbo` (-ELBO, when the bottleneck emits a KL), `recon`
         (-log p(target|z) at the deterministic code) and `latent` (-log density of that code, once fitted)."""
         z = self.encode(x)
-        scores = {"elbo": self.anomaly_score(x, target)} if "kl" in self.bottleneck.terms else {}
+        scores = {"elbo": self.anomaly_score(x, target)} if self.bottleneck.elbo_terms else {}
         scores["recon"] = self.likelihood.nll(self.decoder(z), target)
         if self.density is not None and self.density.fitted:
             scores["latent"] = -self.density.log_prob(z).to(z.device)
@@ -112,7 +111,7 @@ class AutoencoderModule(pl.LightningModule):
         themselves; the loss and its terms are minimised, the ELBO is maximised. Other stats are not ranked."""
         minimised = ("loss", "recon", *self.bottleneck.terms, *self.penalties)
         directions = {f"{stage}/{name}": False for stage in ("train", *EVAL_STAGES) for name in minimised}
-        if "kl" in self.bottleneck.terms:
+        if self.bottleneck.elbo_terms:
             directions |= {f"{stage}/elbo": True for stage in ("train", *EVAL_STAGES)}
         for collection in self.metrics.values():
             directions |= {key: bool(metric.higher_is_better) for key, metric in collection.items(keep_base=False)}
@@ -120,10 +119,7 @@ class AutoencoderModule(pl.LightningModule):
 
     def iw_log_likelihood(self, x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
         """Importance-weighted estimate (B,) of log p(target) with k posterior samples (Burda et al. 2016)."""
-        if not isinstance(self.bottleneck, DiagonalGaussian):
-            raise ConfigError(f"{self.hparams.name}: the importance-weighted likelihood needs a Gaussian posterior")
-        mu, logvar = self.bottleneck.posterior(self.encoder(x))
-        z, log_ratio = self.bottleneck.importance_samples(mu, logvar, k)  # (k, B, d), (k, B)
+        z, log_ratio = self.bottleneck.importance_samples(self.encoder(x), k)  # (k, B, d), (k, B)
         repeated = target.repeat(k, *[1] * (target.ndim - 1))  # (B, ...) -> (k*B, ...)
         log_px_z = -self.likelihood.nll(self.decoder(z.flatten(0, 1)), repeated).view(k, -1)  # (k, B)
         return torch.logsumexp(log_px_z + log_ratio, dim=0) - math.log(k)
@@ -160,8 +156,8 @@ class AutoencoderModule(pl.LightningModule):
             per_example = per_example + self.loss_weights.get(name, 0.0) * terms[name]
         loss = per_example.mean()
         logs = {"loss": loss, "recon": recon.mean(), **{k: v.mean() for k, v in terms.items()}, **b.stats}
-        if "kl" in b.terms:  # the ELBO always uses weight 1 on the KL, whatever beta the loss uses
-            logs["elbo"] = -(recon + b.terms["kl"]).mean()
+        if self.bottleneck.elbo_terms:  # the ELBO always uses weight 1 on its terms, whatever beta the loss uses
+            logs["elbo"] = -(recon + sum(b.terms[name] for name in self.bottleneck.elbo_terms)).mean()
         return loss, logs
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import csv
 import html
-import json
 import sys
 from pathlib import Path
 
 from aelab import paper
+from aelab.tracking.run import read_record
 from aelab.stats import Cell
 
 DEFAULT_METRICS = ("test/mse", "test/psnr", "test/ssim")
@@ -43,7 +43,7 @@ def arrow(metric: str, direction: dict[str, bool | None], up: str = "↑", down:
 
 def load_runs(sweep: Path) -> list[tuple[Path, dict]]:
     """(folder, result.json) for every run folder below the sweep folder."""
-    runs = [(p.parent, json.loads(p.read_text())) for p in sorted(sweep.rglob("result.json"))]
+    runs = [(p.parent, read_record(p)) for p in sorted(sweep.rglob("result.json"))]
     if not runs:
         raise SystemExit(f"error: no run folders (result.json) under {sweep}")
     return runs

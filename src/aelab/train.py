@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +17,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
-from aelab.errors import AelabError, ConfigError
-from aelab.runtime import full_errors, is_global_zero, is_multirun, job_overrides, torch_threads
+from aelab.errors import ConfigError
+from aelab.runtime import is_global_zero, is_multirun, job_overrides, torch_threads
+from aelab.skeleton import guarded, quiet_libraries, run_job, stage_metrics
 from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
-QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*",
-         ".*overridden `on_after_batch_transfer`.*")
-
-
-def stage_metrics(metrics: dict[str, Any], *stages: str) -> dict[str, float]:
-    """Scalar `stage/name` metrics as floats; Lightning's `_step`/`_epoch` copies of train metrics left out."""
-    return {k: float(v) for k, v in sorted(metrics.items())
-            if k.split("/")[0] in stages and not k.endswith(("_step", "_epoch"))}
-
-
-def quiet_libraries() -> None:
-    """Silence warnings that do not apply to in-memory data on CPU, and Lightning's advertising tips."""
-    for pattern in QUIET:
-        warnings.filterwarnings("ignore", pattern)
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
 
 def check_launch(trainer: Any) -> None:
@@ -57,6 +42,7 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
     from aelab.callbacks.rng import RngState
     from aelab.evals.base import Evaluation, run_suite
 
+    check_corruption(cfg)
     datamodule, model = build(cfg.data, task=build(cfg.task), seed=cfg.seed), build(cfg.model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
@@ -97,6 +83,15 @@ def fit_baseline(cfg: DictConfig, model: Any, datamodule: Any, loggers: list) ->
     return metrics, "", suite
 
 
+def check_corruption(cfg: DictConfig) -> None:
+    """One rule for corrupted inputs: the task defines the problem (task=denoise corrupts every split's inputs);
+    model.corruption is train-time augmentation of a clean-input task (the DAE). Both at once corrupt twice."""
+    if cfg.task.get("corruption") is not None and cfg.model.get("corruption") is not None:
+        raise ConfigError(f"task={cfg.task.name} already corrupts the inputs (task.corruption) and model={cfg.model.name} "
+                          f"corrupts them again in training (model.corruption): use model.corruption=null (e.g. model=ae) "
+                          f"with task=denoise, or model=dae with task=reconstruct")
+
+
 def resume_path(cfg: DictConfig, record: RunRecord) -> str | None:
     """`ckpt_path`, else this folder's last.ckpt when the job ran before and `resume`; a follower takes rank 0's."""
     if not record.leader:
@@ -119,8 +114,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
-    from aelab.build import build
-    from aelab.tracking.finish import close_loggers
     from aelab.tracking.wandb import run_dir
 
     quiet_libraries()
@@ -133,38 +126,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s: this job completed before; skipped (resume=false runs it again)", cfg.paths.output_dir)
         return record.previous
     ckpt_path = resume_path(cfg, record)
-    record.begin(resumed_from=ckpt_path)  # before DDP starts ranks > 0: they resume from the same checkpoint
     torch.set_num_threads(torch_threads(cfg.threads))
-    loggers: list = []
-    try:
+
+    def before() -> None:
         check_resume(cfg, ckpt_path)
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        loggers = [build(c) for c in cfg.logger.values() if c is not None]
+
+    def body(loggers: list) -> tuple[dict[str, float], dict[str, Any]]:
         metrics, best, suite = fit_and_test(cfg, loggers, ckpt_path)
-    except BaseException as err:
-        record.finish("failed", {}, error=f"{type(err).__name__}: {err}")
-        close_loggers(loggers, ok=False)
-        raise
-    wandb_dirs = [d for d in map(run_dir, loggers) if d is not None]
-    result = record.finish("completed", metrics, notes=suite.notes, best_checkpoint=best or None,
-                           higher_is_better={k: suite.higher_is_better.get(k) for k in metrics},  # None: not ranked
-                           wandb_dir=str(wandb_dirs[0]) if wandb_dirs else None)
-    close_loggers(loggers, ok=True)
-    return result
+        wandb_dirs = [d for d in map(run_dir, loggers) if d is not None]
+        return metrics, {"notes": suite.notes, "best_checkpoint": best or None,
+                         "higher_is_better": {k: suite.higher_is_better.get(k) for k in metrics},  # None: not ranked
+                         "wandb_dir": str(wandb_dirs[0]) if wandb_dirs else None}
+
+    # begun before DDP starts ranks > 0: they resume from the same checkpoint
+    return run_job(record, cfg.logger, body, before=before, resumed_from=ckpt_path)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Single run: one error line and exit 1 on aelab errors. Sweep: a failed job is recorded, the rest go on."""
-    try:
-        result = train(cfg)
-    except Exception as err:
-        if full_errors() or not (is_multirun() or isinstance(err, AelabError)):
-            raise
-        log.error("%s", err if isinstance(err, AelabError) else f"{type(err).__name__}: {err}")
-        if is_multirun():
-            return math.nan  # the job is marked failed in result.json; the sweep summary reports it
-        raise SystemExit(1) from None
+    result = guarded(train, cfg)
+    if result is None:
+        return math.nan
     from aelab.console import print_result
 
     wandb_dir = Path(result["wandb_dir"]) if result.get("wandb_dir") else None

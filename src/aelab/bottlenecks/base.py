@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from aelab.errors import ConfigError
+
 
 @dataclass
 class BottleneckOutput:
@@ -21,6 +23,7 @@ class Bottleneck(nn.Module):
     """Base class: `forward` codes features; `embed` gives the deterministic code used for embeddings."""
 
     terms: tuple[str, ...] = ()  # names of the loss terms this bottleneck emits
+    elbo_terms: tuple[str, ...] = ()  # the terms that, with weight 1 beside -log p(x|z), make -ELBO (empty: no ELBO)
     has_prior: bool = False  # True when sample_prior works; otherwise sampling uses an ex-post latent density
 
     def __init__(self, in_features: int, latent_dim: int) -> None:
@@ -37,6 +40,11 @@ class Bottleneck(nn.Module):
     def embed(self, h: torch.Tensor) -> torch.Tensor:
         """The code of `h` without sampling noise (the posterior mean for stochastic bottlenecks)."""
         return self.forward(h).z
+
+    def importance_samples(self, h: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """k posterior codes z (k, B, d) of features h and their log p(z) - log q(z|h) (k, B), for the IW likelihood."""
+        raise ConfigError(f"{type(self).__name__} has no posterior to draw importance samples from "
+                          f"(the importance-weighted likelihood needs a stochastic bottleneck: vae, iwae, ...)")
 
     def sample_prior(self, n: int) -> torch.Tensor:
         """`n` codes from the prior; only generative bottlenecks have one."""

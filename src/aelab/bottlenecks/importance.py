@@ -26,7 +26,7 @@ class ImportanceWeighted(DiagonalGaussian):
 
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         mu, logvar = self.posterior(h)
-        z, log_ratio = self.importance_samples(mu, logvar, self.samples)  # (S, B, d), (S, B)
+        z, log_ratio = self.draw(mu, logvar, self.samples)  # (S, B, d), (S, B)
         stats = {"posterior_var": logvar.exp().mean().detach()}
         return BottleneckOutput(z=z.flatten(0, 1), terms={"kl": -log_ratio.flatten()}, stats=stats)  # (S*B, d)
 

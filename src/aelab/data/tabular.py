@@ -27,8 +27,7 @@ Rows = list[tuple[int, list[str]]]  # (1-based line number in the file, fields) 
 def read_csv(path: Path) -> tuple[list[str], Rows]:
     """Header and non-blank rows of a CSV file; DataError for a missing, unreadable or empty file."""
     if not path.is_file():
-        raise DataError(f"{path} not found: write it first (for the bundled breast-cancer table run "
-                        f"`python scripts/export_breast_cancer.py {path}`) or set data.path to an existing CSV")
+        raise DataError(f"{path} not found: set data.path to an existing CSV file")
     reader = None
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -106,7 +105,8 @@ class CSVDataModule(InMemoryDataModule):
     """A CSV table as (N, F) standardised float features, y = 1 for anomalies (label in `anomaly_labels`)."""
 
     def __init__(self, path: str, label_column: str, anomaly_labels: list[str],
-                 feature_columns: list[str] | None = None, test_size: float = 0.3, **kwargs) -> None:
+                 feature_columns: list[str] | None = None, test_size: float = 0.3, bundled: str | None = None,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0.0 < test_size < 1.0:
             raise ConfigError(f"data.test_size must be in (0, 1), got {test_size!r}")
@@ -118,6 +118,7 @@ class CSVDataModule(InMemoryDataModule):
         self.anomaly_labels = [str(v) for v in anomaly_labels]  # YAML may give numbers: compare as text
         self.feature_columns = None if feature_columns is None else list(feature_columns)
         self.test_size = test_size
+        self.bundled = bundled  # a table aelab ships (aelab.data.sklearn_tables), written to `path` when missing
         self.feature_names: list[str] = []
         self.feature_mean: torch.Tensor | None = None  # (F,) train-pool statistics, to undo the standardisation
         self.feature_std: torch.Tensor | None = None
@@ -133,6 +134,10 @@ class CSVDataModule(InMemoryDataModule):
         return y
 
     def load(self) -> Splits:
+        if self.bundled is not None and not self.path.is_file():
+            from aelab.data.sklearn_tables import BUNDLED
+
+            log.info("writing the bundled %s table to %s", self.bundled, BUNDLED[self.bundled](self.path))
         header, rows = read_csv(self.path)
         label, features = column_indices(self.path, header, self.label_column, self.feature_columns)
         x, labels = parse_rows(self.path, header, rows, label, features)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from aelab.bottlenecks.gaussian import DiagonalGaussian
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, batched
 from aelab.errors import positive_int
@@ -27,7 +26,7 @@ class ImportanceWeightedNLL(Evaluator):
         self.max_examples, self.codes_per_batch, self.seed = max_examples, codes_per_batch, seed
 
     def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
-        return None if isinstance(model.bottleneck, DiagonalGaussian) else "needs a Gaussian posterior (vae, beta_vae, iwae ...)"
+        return None if model.bottleneck.elbo_terms else "needs a stochastic bottleneck with an ELBO (vae, beta_vae, iwae ...)"
 
     def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         n = len(data.split("test")) if self.max_examples is None else min(self.max_examples, len(data.split("test")))

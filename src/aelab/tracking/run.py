@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from aelab.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 PACKAGES = ("aelab", "torch", "torchvision", "pytorch-lightning", "hydra-core", "wandb", "torchmetrics", "scikit-learn")
 
@@ -38,6 +41,15 @@ def git_commit() -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """A result.json; a damaged one (truncated by a crash or a full disk, not JSON) reads as state "damaged"."""
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return {"state": "damaged", "error": f"{path} is not a readable record ({err})", "metrics": {}, "overrides": []}
+    return record if isinstance(record, dict) else {"state": "damaged", "error": f"{path} holds no record", "metrics": {}}
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_suffix(".json.tmp")
@@ -58,7 +70,13 @@ class RunRecord:
         self.leader = leader
         self.path = Path(output_dir) / "result.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.previous: dict[str, Any] | None = json.loads(self.path.read_text()) if self.path.is_file() else None
+        self.previous: dict[str, Any] | None = read_record(self.path) if self.path.is_file() else None
+        if self.previous is not None and self.previous["state"] == "damaged":  # keep it aside; the job runs again
+            kept = self.path.with_name(f"result.damaged-{int(time.time())}.json")
+            if leader:
+                os.replace(self.path, kept)
+            log.warning("%s; kept as %s, the job runs again", self.previous["error"], kept)
+            self.previous = None
         if self.previous is not None and sorted(self.previous.get("overrides", [])) != sorted(overrides):
             raise ConfigError(f"{self.path.parent} holds the job {self.previous.get('overrides')}, not {overrides}: "
                               f"re-run a sweep with the same arguments, or use a new hydra.sweep.dir")

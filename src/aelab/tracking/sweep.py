@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,12 +9,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from aelab.tracking.run import read_record
+
 log = logging.getLogger(__name__)
 
 
 def job_records(sweep_dir: Path) -> list[tuple[Path, dict]]:
     """(run folder, result.json) for every job folder under a sweep folder, in job order."""
-    found = [(p.parent, json.loads(p.read_text())) for p in sweep_dir.glob("*/result.json")]
+    found = [(p.parent, read_record(p)) for p in sweep_dir.glob("*/result.json")]
     return sorted(found, key=lambda item: (len(item[0].name), item[0].name))
 
 

@@ -1,7 +1,8 @@
-"""Write scikit-learn's bundled breast-cancer table (Wisconsin diagnostic, 569 rows) as a CSV for `data=breast_cancer`.
+"""Scikit-learn's bundled breast-cancer table (Wisconsin diagnostic, 569 rows) as a CSV for `data=breast_cancer`.
 
-Usage: `python scripts/export_breast_cancer.py [out.csv]` (default data/breast_cancer.csv). The header holds the
-30 feature names (with their spaces) and a `diagnosis` column, `malignant` (212 rows) or `benign` (357 rows).
+`data=breast_cancer` writes it on first use (`data.bundled: breast_cancer`), from any folder, so it travels with the
+package. By hand: `python -m aelab.data.sklearn_tables [out.csv]` (default data/breast_cancer.csv). The header
+holds the 30 feature names (with their spaces) and a `diagnosis` column, `malignant` (212 rows) or `benign` (357).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sklearn.datasets import load_breast_cancer
 DEFAULT = Path("data/breast_cancer.csv")
 
 
-def export(path: str | Path = DEFAULT) -> Path:
+def export_breast_cancer(path: str | Path = DEFAULT) -> Path:
     """Write the table to `path` atomically (temporary file, then rename) and return the path."""
     path = Path(path)
     bunch = load_breast_cancer()
@@ -34,8 +35,11 @@ def export(path: str | Path = DEFAULT) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default=str(DEFAULT), help=f"output CSV (default {DEFAULT})")
-    path = export(parser.parse_args(argv).out)
+    path = export_breast_cancer(parser.parse_args(argv).out)
     print(f"wrote {path}")
+
+
+BUNDLED = {"breast_cancer": export_breast_cancer}  # data.bundled -> the function that writes that table
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""The run skeleton that `aelab-train` and `aelab-eval` share (cf. lightning-hydra-template's `task_wrapper`).
+
+`run_job` marks the record running, builds the loggers, runs the job's body, and records `completed` or `failed`
+(with the error) and closes the loggers with that outcome, whatever happens. `guarded` is the one error rule of
+both entry points: an aelab error is one log line and exit code 1; inside a sweep any error is, and the sweep goes
+on (the job is marked failed). Neither imports torch or Lightning at module level.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig
+
+from aelab.errors import AelabError
+from aelab.runtime import full_errors, is_multirun
+from aelab.tracking.run import RunRecord
+
+log = logging.getLogger(__name__)
+QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*",
+         ".*overridden `on_after_batch_transfer`.*")
+Body = Callable[[list], tuple[dict[str, float], dict[str, Any]]]  # loggers -> (metrics, other record fields)
+
+
+def quiet_libraries() -> None:
+    """Silence warnings that do not apply to in-memory data on CPU, and Lightning's advertising tips."""
+    for pattern in QUIET:
+        warnings.filterwarnings("ignore", pattern)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def stage_metrics(metrics: dict[str, Any], *stages: str) -> dict[str, float]:
+    """Scalar `stage/name` metrics as floats; Lightning's `_step`/`_epoch` copies of train metrics left out."""
+    return {k: float(v) for k, v in sorted(metrics.items())
+            if k.split("/")[0] in stages and not k.endswith(("_step", "_epoch"))}
+
+
+def run_job(record: RunRecord, logger_cfg: DictConfig, body: Body, before: Callable[[], None] | None = None,
+            **begin: Any) -> dict[str, Any]:
+    """Begin the record, run `before()` then `body(loggers)`, finish the record and close the loggers either way."""
+    from aelab.build import build
+    from aelab.tracking.finish import close_loggers
+
+    record.begin(**begin)
+    loggers: list = []
+    try:
+        if before is not None:
+            before()
+        loggers = [build(c) for c in logger_cfg.values() if c is not None]
+        metrics, extra = body(loggers)
+    except BaseException as err:
+        record.finish("failed", {}, error=f"{type(err).__name__}: {err}")
+        close_loggers(loggers, ok=False)
+        raise
+    result = record.finish("completed", metrics, **extra)
+    close_loggers(loggers, ok=True)
+    return result
+
+
+def guarded(job: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any] | None:
+    """job(cfg); an aelab error, or any error of a sweep's job, is logged in one line: None in a sweep, else exit 1."""
+    try:
+        return job(cfg)
+    except Exception as err:
+        if full_errors() or not (is_multirun() or isinstance(err, AelabError)):
+            raise
+        log.error("%s", err if isinstance(err, AelabError) else f"{type(err).__name__}: {err}")
+        if is_multirun():
+            return None  # the job is marked failed in result.json; the sweep summary reports it
+        raise SystemExit(1) from None
