@@ -80,8 +80,11 @@ def test_truncated_or_garbage_checkpoint(damage: str, vae_checkpoint: Path, tmp_
     bad = tmp_path / "bad.ckpt"
     data = vae_checkpoint.read_bytes()
     bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else os.urandom(4096))
-    fails_cleanly([f"ckpt_path={bad}"], str(bad), tmp_path / "eval", command="aelab-eval")
-    fails_cleanly([*QUICK, "model=vae", "model.latent_dim=3", f"ckpt_path={bad}"], str(bad), tmp_path / "train")
+    for run, args, command in ((tmp_path / "eval", [f"ckpt_path={bad}"], "aelab-eval"),
+                               (tmp_path / "train", [*QUICK, "model=vae", "model.latent_dim=3", f"ckpt_path={bad}"], "aelab-train")):
+        line = fails_cleanly(args, str(bad), run, command=command)
+        assert damage != "truncated" or "is truncated or not a PyTorch checkpoint" in line
+        assert json.loads((run / "result.json").read_text())["state"] == "failed"
 
 
 @pytest.mark.parametrize("other", [["model=ae", "model.latent_dim=3"], ["model=vae", "model.latent_dim=5"]])
