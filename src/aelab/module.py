@@ -92,12 +92,12 @@ class AutoencoderModule(pl.LightningModule):
             self.density.fit(z)
 
     def anomaly_score(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-example score (B,): -log p(target|z), plus the KL (i.e. -ELBO) when the bottleneck has a prior."""
+        """Per-example score (B,): -log p(target|z), plus the bottleneck's `elbo_terms` (i.e. -ELBO) when it declares them."""
         recon, b = self.reconstruction_nll(x, target)
         return self.bottleneck.objective(recon, b.terms, {name: 1.0 for name in self.bottleneck.elbo_terms})
 
     def anomaly_scores(self, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-example scores (B,), higher = more anomalous: `elbo` (-ELBO, when the bottleneck emits a KL), `recon`
+        """Per-example scores (B,), higher = more anomalous: `elbo` (-ELBO, when the bottleneck declares one), `recon`
         (-log p(target|z) at the deterministic code) and `latent` (-log density of that code, once fitted)."""
         z = self.encode(x)
         scores = {"elbo": self.anomaly_score(x, target)} if self.bottleneck.elbo_terms else {}
