@@ -92,7 +92,8 @@ def protocol_facts(sweep: Path, runs: list[tuple[Path, dict]]) -> dict[str, Any]
     done = [(f, r) for f, r in runs if r["state"] == "completed"]
     epochs: dict[str, set] = {}
     for folder, record in done:
-        config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text()) if (folder / ".hydra" / "config.yaml").is_file() else {}
+        path = folder / ".hydra" / "config.yaml"
+        config = yaml.safe_load(path.read_text()) if path.is_file() else {}
         trained = "baseline" not in str(config.get("model", {}).get("_target_", "aelab.baselines"))
         epochs.setdefault(record["run"].get("model", "?"), set()).add(config.get("trainer", {}).get("max_epochs") if trained else "fit")
     starts = [r["started_at"] for _, r in done if r.get("started_at")]

@@ -207,13 +207,14 @@ def report(sweep: Path, metrics: list[str] | None = None) -> dict[str, Path]:
     tex = latex(varying, rows, metrics, best, direction)
     if reference:
         lines, unmatched = paper.compare(reference, varying, rows, constant)
-        table_md += "\n" + paper.markdown(reference, lines, unmatched, paper.protocol_facts(sweep, runs))
+        facts = paper.protocol_facts(sweep, runs)
+        table_md += "\n" + paper.markdown(reference, lines, unmatched, facts)
         out["comparison"] = sweep / "comparison.csv"
         paper.write_csv(out["comparison"], lines)
         tex += "\n" + paper.latex(lines)
         paper.print_comparison(reference, lines, unmatched)
         out["paper"] = sweep / "paper.json"
-        paper.write_summary(out["paper"], reference, paper.protocol_facts(sweep, runs))
+        paper.write_summary(out["paper"], reference, facts)
     out["md"].write_text(table_md)
     write_csv(out["csv"], varying, rows, metrics)
     out["tex"].write_text(tex)
