@@ -1,5 +1,9 @@
 """In-memory datamodule: the whole dataset lives in tensors and batches are cut by indexing.
 
+`binarize` turns [0, 1] intensities into binary images drawn as Bernoulli(intensity), the protocol of likelihood
+papers (Burda et al. 2016): `dynamic` draws each training image anew every time it is batched (once per epoch)
+while the val/test images are drawn once under `split_seed`; `static` draws every split once.
+
 Under DDP the datamodule shards the data itself (Lightning's sampler injection is off, `use_distributed_sampler:
 false`, since it would shard our batches instead of our examples): `data.batch_size` is per process, so one
 optimizer step consumes `world_size * batch_size` examples.
@@ -20,6 +24,8 @@ from aelab.tasks import Task
 
 log = logging.getLogger(__name__)
 
+BINARIZE = (None, "dynamic", "static")  # data.binarize choices (null: keep the intensities)
+
 
 @dataclass
 class Splits:
@@ -37,18 +43,20 @@ class TensorBatches(Dataset):
     """A dataset indexed by a whole batch of indices at once: one gather per batch, no per-sample collate.
 
     `inputs` holds fixed model inputs (val/test of random tasks); otherwise the task makes them per batch.
+    `redraw` makes every gathered target a fresh Bernoulli draw of x (dynamic binarisation).
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, task: Task, inputs: torch.Tensor | None = None,
-                 factors: torch.Tensor | None = None) -> None:
+                 factors: torch.Tensor | None = None, redraw: bool = False) -> None:
         self.x, self.y, self.task, self.inputs, self.factors = x, y, task, inputs, factors  # x: the clean data
+        self.redraw = redraw
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, idx: list[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(idx, dtype=torch.long, device=self.x.device)
-        target = self.x[index]
+        target = torch.bernoulli(self.x[index]) if self.redraw else self.x[index]
         x = self.inputs[index] if self.inputs is not None else self.task.inputs(target)
         batch = {"x": x, "target": target, "y": self.y[index]}
         if self.factors is not None:
@@ -95,6 +103,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         task: Task | None = None,
         seed: int = 0,
         device: str | None = None,
+        binarize: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -106,6 +115,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.task = task or Task()
         self.device = device  # move the whole dataset there once (e.g. cuda): batches are then cut on the device
         self.seed = seed  # shuffling: epoch e trains in the order drawn from (seed, e); train.py passes cfg.seed
+        if binarize not in BINARIZE:
+            raise ConfigError(f"data.binarize must be one of {list(BINARIZE)}, got {binarize!r}")
+        self.binarize = binarize
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
@@ -148,10 +160,13 @@ class InMemoryDataModule(pl.LightningDataModule):
         """TensorBatches of the rows `idx` (all when None); `fixed` draws the task's inputs once."""
         if idx is not None:
             x, y, factors = x[idx], y[idx], factors[idx] if factors is not None else None
+        redraw = self.binarize == "dynamic" and not fixed
+        if self.binarize is not None and not redraw:  # drawn once: the same binary images every epoch and run
+            x = torch.bernoulli(x, generator=torch.Generator().manual_seed(self.split_seed + int(fixed)))
         inputs = self.task.fixed_inputs(x, self.split_seed) if fixed else None
         if self.device is not None:
             x, y, inputs, factors = (t.to(self.device) if t is not None else None for t in (x, y, inputs, factors))
-        return TensorBatches(x, y, self.task, inputs, factors)
+        return TensorBatches(x, y, self.task, inputs, factors, redraw=redraw)
 
     def is_anomaly(self, y: torch.Tensor) -> torch.Tensor:
         """Boolean (N,): labels outside `normal_classes` (needs `normal_classes`)."""

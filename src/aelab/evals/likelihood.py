@@ -2,6 +2,9 @@
 
 -log p(x) ~= -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x); k = 1 is the single-sample -ELBO and the
 estimate tightens (decreases in expectation) as k grows. In nats per example, under the model's likelihood.
+
+`test/active_units` is Burda et al.'s measure of how many latent dimensions the model uses (section 5.2): unit u is
+active when A_u = Cov_x(E_q(z|x)[u]) > 0.01, the variance over test inputs of its posterior mean.
 """
 
 from __future__ import annotations
@@ -16,14 +19,22 @@ from aelab.evals.base import Evaluation, Evaluator, batched
 from aelab.errors import positive_int
 
 
+def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:
+    """Number of code dimensions whose posterior mean (N, d) varies across inputs by more than `threshold`."""
+    return int((posterior_means.double().var(dim=0) > threshold).sum())
+
+
 class ImportanceWeightedNLL(Evaluator):
-    """`test/iw_nll` with k samples per example, over the first `max_examples` test examples (all when null)."""
+    """`test/iw_nll` with k samples per example and `test/active_units`, over the first `max_examples` test
+    examples (all when null)."""
 
-    higher_is_better = {"iw_nll": False}
+    higher_is_better = {"iw_nll": False, "active_units": None}  # more active units is a description, not a score
 
-    def __init__(self, k: int = 100, max_examples: int | None = None, codes_per_batch: int = 20000, seed: int = 0) -> None:
+    def __init__(self, k: int = 100, max_examples: int | None = None, codes_per_batch: int = 20000, seed: int = 0,
+                 active_threshold: float = 0.01) -> None:
         self.k = positive_int("eval.likelihood.k", k)
         self.max_examples, self.codes_per_batch, self.seed = max_examples, codes_per_batch, seed
+        self.active_threshold = active_threshold
 
     def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
         return None if model.bottleneck.elbo_terms else "needs a stochastic bottleneck with an ELBO (vae, beta_vae, iwae ...)"
@@ -35,5 +46,7 @@ class ImportanceWeightedNLL(Evaluator):
         size = max(1, self.codes_per_batch // self.k)  # examples per batch so that k * size codes fit at once
         log_px = batched(lambda x, t: model.iw_log_likelihood(x, t, self.k), test["x"], test["target"],
                          device=model.device, size=size)
-        notes = [f"k={self.k} importance samples on {n} test examples"]
-        return Evaluation(metrics={"test/iw_nll": float(-log_px.mean())}, notes=notes)
+        means = batched(model.encode, test["x"], device=model.device)  # posterior means (n, d)
+        notes = [f"k={self.k} importance samples on {n} test examples; active units: Cov_x(E_q[u]) > {self.active_threshold}"]
+        return Evaluation(metrics={"test/iw_nll": float(-log_px.mean()),
+                                   "test/active_units": active_units(means, self.active_threshold)}, notes=notes)
