@@ -121,7 +121,9 @@ def test_docs_results_page_agrees_with_its_files() -> None:
 # Each paper experiment: composed and run end to end for a few batches (all its rows, the first latent size, seed
 # 0, class 0), so a table cannot rot unnoticed. Evaluator sizes are cut to keep it to about a minute each.
 SMALL = {"compression": [], "one_class": ["data.normal_classes=[0]"],
-         "recognition": ["eval.probe.max_train=500", "eval.probe.mlp_hidden=[10]"]}
+         "recognition": ["eval.probe.max_train=500", "eval.probe.mlp_hidden=[10]"],
+         "likelihood": ["eval.likelihood.k=10", "eval.likelihood.max_examples=200"],
+         "generation": ["eval.generation.n=300", "eval.generation.classifier_steps=20", "callbacks.samples=null"]}
 
 
 @pytest.mark.parametrize("name", PAPER)
@@ -129,7 +131,8 @@ def test_paper_experiment_runs_a_few_batches(name: str, tmp_path: Path) -> None:
     params = yaml.safe_load((ROOT / "conf" / "experiment" / "paper" / f"{name}.yaml").read_text())
     swept = params["hydra"]["sweeper"]["params"]
     first = [f"{k}={str(v).split(',')[0]}" for k, v in swept.items() if k in ("model.latent_dim", "seed")]
-    result = run_cli("aelab-train", ["-m", f"experiment=paper/{name}", *first, *SMALL[name], "debug=fast",
+    cache = [f"eval.generation.cache_dir={tmp_path}/nets"] if name == "generation" else []  # not the real cache
+    result = run_cli("aelab-train", ["-m", f"experiment=paper/{name}", *first, *SMALL[name], *cache, "debug=fast",
                                      "logger=none", f"hydra.sweep.dir={tmp_path}"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     records = [read_result(p.parent) for p in tmp_path.glob("*/result.json")]

@@ -32,7 +32,7 @@ def encode_shapes(model: Any, batch: dict[str, torch.Tensor]) -> str:
         assert model.reconstruct(x).shape == x.shape, "reconstruct does not give the input's shape"
         lines = model.interpolate(x[:2], x[2:4], steps=5)
         assert lines.shape == (2, 5, *x.shape[1:]), f"interpolate gave {tuple(lines.shape)}"
-        if not model.bottleneck.has_prior:
+        if model.samples_from_density:
             model.fit_density(model.encode(batch["x"]))
         samples = model.sample(7)
     assert samples.shape == (7, *x.shape[1:]) and torch.isfinite(samples).all(), "sample gave wrong shapes or non-finite values"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
-from aelab.density import LatentGMM
+from aelab.density import LatentGMM, TwoStageVAE
 from aelab.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
 from aelab.losses.penalties import Penalty
@@ -40,7 +40,8 @@ class AutoencoderModule(pl.LightningModule):
         loss_weights: dict[str, float] | None = None,
         penalties: dict[str, Penalty] | None = None,
         corruption: nn.Module | None = None,
-        density: LatentGMM | None = None,
+        density: LatentGMM | TwoStageVAE | None = None,
+        sample_from: str = "auto",
         schedules: list[pl.Callback] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         channels_last: bool = False,
@@ -53,6 +54,9 @@ class AutoencoderModule(pl.LightningModule):
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
         self.bottleneck = bottleneck(in_features=encoder.out_dim, latent_dim=latent_dim)
         self.penalties, self.corruption, self.density = dict(penalties or {}), corruption, density
+        if sample_from not in ("auto", "density") or (sample_from == "density" and density is None):
+            raise ConfigError(f"model.sample_from must be 'auto' or 'density' (with a model.density), got {sample_from!r}")
+        self.sample_from = sample_from
         self.schedules = list(schedules or [])  # weight schedules, handed to the Trainer by configure_callbacks
         self.loss_weights = dict(loss_weights or {})  # mutable: weight schedules (callbacks) update it
         emitted = [*self.bottleneck.terms, *self.penalties]
@@ -78,9 +82,14 @@ class AutoencoderModule(pl.LightningModule):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+    @property
+    def samples_from_density(self) -> bool:
+        """True when `sample` draws codes from the ex-post density (fitted first): no prior, or sample_from=density."""
+        return not self.bottleneck.has_prior or self.sample_from == "density"
+
     def sample(self, n: int) -> torch.Tensor:
         """`n` new examples decoded from the bottleneck's prior, or from the ex-post density of the codes."""
-        if self.bottleneck.has_prior:
+        if not self.samples_from_density:
             return self.decode(self.bottleneck.sample_prior(n))
         if self.density is None:
             raise ConfigError(f"{self.hparams.name} has no prior and model.density is null: nothing to sample from")

@@ -7,6 +7,10 @@ value, `match` (the run keys of our rows it is set beside), its own `metric` if 
 only a comparable row (same data and protocol) gets a difference. A row that matches none of our rows is
 listed as such, never dropped. `aggregate: {over: normal_classes, label: mean}` adds, per model, the mean over
 that key: per seed the mean over its values, then mean +- std over the seeds that have all of them.
+Where values are not comparable across data or metrics (e.g. FID against our classifier-feature distance),
+`compare: rank` sets ranks beside each other instead: our rank among the matched rows against the paper's.
+`claims` are the paper's statements about pairs of rows (`lower` or `higher` row `than` another row, on a metric),
+checked on our means: holds, fails, or not run; "apart" when the seed ranges do not overlap either.
 """
 
 from __future__ import annotations
@@ -61,10 +65,11 @@ def matches(key: dict[str, Any], match: dict[str, Any]) -> bool:
 
 
 def metrics(reference: dict | None) -> list[str]:
-    """Every metric a reference compares (the file's and the rows' own)."""
+    """Every metric a reference compares (the file's, the rows' own and its claims')."""
     if not reference:
         return []
-    return list(dict.fromkeys([reference["metric"], *(r["metric"] for r in reference.get("rows", []) if "metric" in r)]))
+    rows = [r["metric"] for r in reference.get("rows", []) if "metric" in r]
+    return list(dict.fromkeys([reference["metric"], *rows, *(c["metric"] for c in reference.get("claims", []))]))
 
 
 def compare(reference: dict, varying: list[str], rows: dict[tuple, dict[str, Cell]],
@@ -83,8 +88,63 @@ def compare(reference: dict, varying: list[str], rows: dict[tuple, dict[str, Cel
             lines.append({"method": ref["method"], "row": " ".join(f"{k}={v}" for k, v in zip(varying, key)),
                           "metric": metric, "ours": cell.text(), "ours_mean": cell.mean if cell.values else None,
                           "ours_std": cell.std if cell.values else None, "n": cell.n, "paper": float(ref["value"]),
-                          "difference": diff, "comparable": comparable, "note": ref.get("note", "")})
+                          "difference": diff, "comparable": comparable, "note": ref.get("note", ""),
+                          "ours_rank": None, "paper_rank": None})
+    if reference.get("compare") == "rank":
+        rank(lines, bool(reference.get("higher_is_better")))
     return lines, unmatched
+
+
+def rank(lines: list[dict], higher_is_better: bool) -> None:
+    """Set `ours_rank` and `paper_rank` (1 = best) among the lines that have our value, per metric."""
+    for metric in {line["metric"] for line in lines}:
+        ranked = [line for line in lines if line["metric"] == metric and line["ours_mean"] is not None]
+        for value, field in (("ours_mean", "ours_rank"), ("paper", "paper_rank")):
+            for i, line in enumerate(sorted(ranked, key=lambda ln: ln[value], reverse=higher_is_better)):
+                line[field] = i + 1
+
+
+def check_claims(reference: dict, varying: list[str], rows: dict[tuple, dict[str, Cell]],
+                 constant: dict[str, Any]) -> list[dict]:
+    """Each claim of the reference checked on our rows: verdict `holds`, `fails` or `not run` (no single row on
+    a side, or no value), with both means; `apart` when every seed of the winner beats every seed of the other."""
+    out = []
+    for claim in reference.get("claims", []):
+        side = "lower" if "lower" in claim else "higher"
+        cells = []
+        for match in (claim[side], claim["than"]):
+            found = [key for key in rows if matches({**constant, **dict(zip(varying, key))}, match)]
+            cells.append(rows[found[0]].get(claim["metric"]) if len(found) == 1 else None)
+        result = {"claim": claim["claim"], "metric": claim["metric"], "winner": claim[side], "than": claim["than"],
+                  "winner_mean": None, "than_mean": None, "verdict": "not run", "apart": False}
+        if all(c is not None and c.values for c in cells):
+            a, b = cells
+            better = (lambda u, v: u < v) if side == "lower" else (lambda u, v: u > v)
+            result.update(winner_mean=a.mean, than_mean=b.mean, verdict="holds" if better(a.mean, b.mean) else "fails",
+                          apart=better(max(a.values), min(b.values)) if side == "lower" else better(min(a.values), max(b.values)))
+        out.append(result)
+    return out
+
+
+def claims_markdown(claims: list[dict]) -> list[str]:
+    """The claims as a markdown table: the claim, both means, the verdict."""
+    if not claims:
+        return []
+    out = ["| claim (the paper's) | metric | ours: winner | ours: other | verdict |", "|---|---|---|---|---|"]
+    for c in claims:
+        means = [f"{v:.4g}" if v is not None else "–" for v in (c["winner_mean"], c["than_mean"])]
+        verdict = c["verdict"] + (" (every seed)" if c["apart"] else " (means only)" if c["verdict"] != "not run" else "")
+        out.append(f"| {c['claim']} | {c['metric']} | {means[0]} | {means[1]} | {verdict} |")
+    return out
+
+
+def difference_text(line: dict) -> str:
+    """The difference cell: signed difference, our rank against the paper's, or context only."""
+    if line.get("difference") not in (None, ""):
+        return f"{float(line['difference']):+.4f}"
+    if line.get("ours_rank") not in (None, ""):
+        return f"rank {line['ours_rank']} (paper {line['paper_rank']})"
+    return "context only"
 
 
 def protocol_facts(sweep: Path, runs: list[tuple[Path, dict]]) -> dict[str, Any]:
@@ -114,17 +174,21 @@ def sweep_command(sweep: Path) -> str | None:
     return " ".join(["aelab-train -m", *task])
 
 
-def markdown(reference: dict, lines: list[dict], unmatched: list[dict], facts: dict[str, Any]) -> str:
+def markdown(reference: dict, lines: list[dict], unmatched: list[dict], facts: dict[str, Any],
+             claims: list[dict] | None = None) -> str:
     """The comparison section of report.md: citation, ours | paper | difference, what differs, unmatched rows."""
     out = [f"## Against the published numbers: {reference.get('title', reference['name'])}", "",
            f"{reference['citation']}; {reference.get('table', '')}.", "",
            "| published (method) | our row | metric | ours (mean ± std, n) | paper | difference |", "|---|---|---|---|---|---|"]
     for line in lines:
-        diff = f"{line['difference']:+.4f}" if line["difference"] is not None else "context only"
-        out.append(f"| {line['method']} | {line['row']} | {line['metric']} | {line['ours']} | {line['paper']:.4g} | {diff} |")
+        out.append(f"| {line['method']} | {line['row']} | {line['metric']} | {line['ours']} | {line['paper']:.4g} | "
+                   f"{difference_text(line)} |")
     notes = [f"- {line['method']} ({line['row']}): {line['note']}" for line in lines if line["note"]]
     out += ["", "Difference = our mean - the published value, only where the row is comparable (same data and "
-            "protocol).", *(["", *dict.fromkeys(notes)] if notes else [])]
+            "protocol); rank = our rank among these rows against the paper's, where only ranks compare.",
+            *(["", *dict.fromkeys(notes)] if notes else [])]
+    if claims:
+        out += ["", "**The paper's claims on our runs.**", "", *claims_markdown(claims)]
     out += ["", f"**Their protocol.** {reference.get('protocol', '')}", "",
             f"**Ours.** {reference.get('differences', '')}", "", "**What ran.** " + facts_text(facts)]
     if unmatched:
@@ -140,7 +204,8 @@ def facts_text(facts: dict[str, Any]) -> str:
             f"seeds {facts['seeds']}, epochs ({epochs}), {wall} ({facts['job_time_s'] / 60:.1f} job-minutes).")
 
 
-COLUMNS = ("method", "row", "metric", "ours_mean", "ours_std", "n", "paper", "difference", "comparable", "note")
+COLUMNS = ("method", "row", "metric", "ours_mean", "ours_std", "n", "paper", "difference", "comparable", "note",
+           "ours_rank", "paper_rank")
 
 
 def write_csv(path: Path, lines: list[dict]) -> None:
@@ -157,13 +222,13 @@ def latex(lines: list[dict]) -> str:
     body = []
     for line in lines:
         ours = f"{line['ours_mean']:.4g} $\\pm$ {line['ours_std']:.2g}" if line["ours_mean"] is not None else "--"
-        diff = f"{line['difference']:+.4f}" if line["difference"] is not None else "context"
+        diff = difference_text(line).replace("context only", "context")
         body.append(" & ".join([esc(line["method"]), esc(line["row"]), ours, f"{line['paper']:.4g}", diff]) + r" \\")
     return "\n".join([r"\begin{tabular}{llrrr}", r"\toprule", r"published & ours & ours & paper & $\Delta$ \\", r"\midrule",
                       *body, r"\bottomrule", r"\end{tabular}", ""])
 
 
-def print_comparison(reference: dict, lines: list[dict], unmatched: list[dict]) -> None:
+def print_comparison(reference: dict, lines: list[dict], unmatched: list[dict], claims: list[dict] | None = None) -> None:
     """ours | paper | difference on the terminal (rich)."""
     from rich.table import Table
 
@@ -173,10 +238,12 @@ def print_comparison(reference: dict, lines: list[dict], unmatched: list[dict]) 
     for name in ("published", "our row", "metric", "ours", "paper", "difference"):
         table.add_column(name, overflow="fold")
     for line in lines:
-        diff = f"{line['difference']:+.4f}" if line["difference"] is not None else "context only"
-        table.add_row(line["method"], line["row"], line["metric"], line["ours"], f"{line['paper']:.4g}", diff)
+        table.add_row(line["method"], line["row"], line["metric"], line["ours"], f"{line['paper']:.4g}", difference_text(line))
     console = make_console()
     console.print(table)
+    for c in claims or []:
+        colour = {"holds": "green", "fails": "red"}.get(c["verdict"], "yellow")
+        console.print(f"[{colour}]{c['verdict']}[/{colour}]{' (every seed)' if c['apart'] else ''}: {c['claim']}")
     for ref in unmatched:
         console.print(f"[yellow]published row matches no run[/yellow]: {ref['method']} {json.dumps(ref.get('match', {}))}")
 
@@ -186,10 +253,11 @@ PUBLISHED = ("report.csv", "comparison.csv", "paper.json")  # what a sweep's rep
 # beside them is the hand-written reading of the table; publishing leaves it alone)
 
 
-def write_summary(path: Path, reference: dict, facts: dict[str, Any]) -> None:
-    """paper.json: the reference's description (not its rows) and what ran."""
+def write_summary(path: Path, reference: dict, facts: dict[str, Any], claims: list[dict] | None = None) -> None:
+    """paper.json: the reference's description (not its rows), what ran and the claims checked."""
     keep = ("name", "title", "citation", "table", "metric", "protocol", "differences")
-    path.write_text(json.dumps({"reference": {k: reference.get(k) for k in keep}, "facts": facts}, indent=2) + "\n")
+    summary = {"reference": {k: reference.get(k) for k in keep}, "facts": facts, "claims": claims or []}
+    path.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def publish(sweep: Path, docs_dir: Path) -> Path:
@@ -231,8 +299,9 @@ def section(folder: Path) -> list[str]:
     out += ["| published (method) | our row | metric | ours | paper | difference |", "|---|---|---|---|---|---|"]
     for r in rows:
         ours = f"{float(r['ours_mean']):.4g} ± {float(r['ours_std']):.2g} (n={r['n']})" if r["ours_mean"] else "–"
-        diff = f"{float(r['difference']):+.4f}" if r["difference"] else "context only"
-        out.append(f"| {r['method']} | {r['row']} | {r['metric']} | {ours} | {float(r['paper']):.4g} | {diff} |")
+        out.append(f"| {r['method']} | {r['row']} | {r['metric']} | {ours} | {float(r['paper']):.4g} | {difference_text(r)} |")
+    if summary.get("claims"):
+        out += ["", "### The paper's claims on our runs", "", *claims_markdown(summary["claims"])]
     return out + [""]
 
 

@@ -208,13 +208,14 @@ def report(sweep: Path, metrics: list[str] | None = None) -> dict[str, Path]:
     if reference:
         lines, unmatched = paper.compare(reference, varying, rows, constant)
         facts = paper.protocol_facts(sweep, runs)
-        table_md += "\n" + paper.markdown(reference, lines, unmatched, facts)
+        claims = paper.check_claims(reference, varying, rows, constant)
+        table_md += "\n" + paper.markdown(reference, lines, unmatched, facts, claims)
         out["comparison"] = sweep / "comparison.csv"
         paper.write_csv(out["comparison"], lines)
         tex += "\n" + paper.latex(lines)
-        paper.print_comparison(reference, lines, unmatched)
+        paper.print_comparison(reference, lines, unmatched, claims)
         out["paper"] = sweep / "paper.json"
-        paper.write_summary(out["paper"], reference, facts)
+        paper.write_summary(out["paper"], reference, facts, claims)
     out["md"].write_text(table_md)
     write_csv(out["csv"], varying, rows, metrics)
     out["tex"].write_text(tex)

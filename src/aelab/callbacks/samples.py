@@ -13,7 +13,7 @@ from aelab.evals.base import split_codes
 
 
 class SampleGrid(pl.Callback):
-    """Fits the ex-post density (when the bottleneck has no prior), writes `samples.png`, logs `val/samples`."""
+    """Fits the ex-post density (when sampling goes through it), writes `samples.png`, logs `val/samples`."""
 
     def __init__(self, dirpath: str, n: int = 64, fit_on: int = 10000) -> None:
         self.dirpath, self.n, self.fit_on = Path(dirpath), n, fit_on
@@ -23,7 +23,7 @@ class SampleGrid(pl.Callback):
         if not trainer.is_global_zero:
             return
         module.eval()
-        if not module.bottleneck.has_prior:
+        if module.samples_from_density:
             if module.density is None:
                 return
             module.fit_density(split_codes(module, trainer.datamodule, "train", self.fit_on)[0])

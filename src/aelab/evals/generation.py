@@ -2,8 +2,10 @@
 sample quality as a Frechet distance (Heusel et al. 2017) in the feature space of a small classifier that aelab
 trains on the same dataset and caches (`test/frechet_clf`; it is not FID and is comparable only within one
 dataset and one cached classifier). `test/frechet_clf_train` is the same distance for real training images, the
-floor set by finite samples. torchmetrics' Inception FID (`test/fid`) runs only when torch-fidelity and its
-Inception weights are present locally.
+floor set by finite samples. In the same features, improved precision and recall (Kynkaanniemi et al. 2019;
+`test/precision`: samples that look real, `test/recall`: real images the samples cover). torchmetrics' Inception
+FID (`test/fid`) runs only when torch-fidelity is installed (`aelab[fid]`) and the Inception weights file is
+local: `eval.generation.inception_weights`, else torch-fidelity's file in the torch hub cache.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torchvision.utils import make_grid, save_image
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, split_codes
 from aelab.metrics.frechet import cached_feature_classifier, features, frechet_distance
+from aelab.metrics.precision_recall import precision_recall
 
 BATCH = 256  # feature classifier batch size
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # the file torch-fidelity looks for
@@ -40,39 +43,43 @@ def traversals(model: pl.LightningModule, z: torch.Tensor, dims: int, steps: int
     return model.decode(grid.to(model.device)).cpu()
 
 
-def inception_fid(samples: torch.Tensor, real: torch.Tensor) -> tuple[float | None, str]:
-    """torchmetrics' FID when torch-fidelity and the Inception weights are available locally, else a note why not."""
+def inception_fid(samples: torch.Tensor, real: torch.Tensor, weights: str | Path | None = None) -> tuple[float | None, str]:
+    """torchmetrics' FID with the Inception weights file `weights` (default: torch-fidelity's file in the torch hub
+    cache), when torch-fidelity is installed and the file exists; else None and a note why not. Never downloads."""
     try:
         import torch_fidelity  # noqa: F401
     except ImportError:
-        return None, "Inception FID skipped: torch-fidelity is not installed"
-    if not (Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS).is_file():
-        return None, f"Inception FID skipped: {INCEPTION_WEIGHTS} is not in {torch.hub.get_dir()}/checkpoints"
+        return None, "Inception FID skipped: torch-fidelity is not installed (pip install 'aelab[fid]')"
+    path = Path(weights) if weights else Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+    if not path.is_file():
+        return None, f"Inception FID skipped: no Inception weights file at {path} (eval.generation.inception_weights)"
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    fid = FrechetInceptionDistance(normalize=True)
+    fid = FrechetInceptionDistance(normalize=True, feature_extractor_weights_path=str(path))
     for images, real_flag in ((real, True), (samples, False)):
         for chunk in images.expand(-1, 3, -1, -1).split(500):  # grayscale -> 3 channels
             fid.update(chunk.clamp(0, 1), real=real_flag)
-    return float(fid.compute()), "Inception FID computed with torchmetrics"
+    return float(fid.compute()), f"Inception FID computed with torchmetrics and the weights in {path}"
 
 
 class Generation(Evaluator):
     """Grids `samples.png`, `interpolations.png`, `traversals.png`; `test/frechet_clf` on `n` samples."""
 
-    higher_is_better = {"frechet_clf": False, "frechet_clf_train": False, "fid": False}
+    higher_is_better = {"frechet_clf": False, "frechet_clf_train": False, "fid": False, "precision": True, "recall": True}
 
     def __init__(self, n: int = 5000, cache_dir: str = "data/feature_nets", classifier_steps: int = 2000,
-                 pairs: int = 8, steps: int = 10, traverse_dims: int = 10, span: float = 3.0, inception: bool = True) -> None:
+                 pairs: int = 8, steps: int = 10, traverse_dims: int = 10, span: float = 3.0, inception: bool = True,
+                 inception_weights: str | None = None, pr_k: int = 3) -> None:
         self.n, self.cache_dir, self.classifier_steps = n, Path(cache_dir), classifier_steps
         self.pairs, self.steps, self.traverse_dims, self.span, self.inception = pairs, steps, traverse_dims, span, inception
+        self.inception_weights, self.pr_k = inception_weights, pr_k
 
     def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
         return None if len(data.shape) == 3 else f"needs image data, {data.name} has shape {data.shape}"
 
     def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         torch.manual_seed(0)
-        if not model.bottleneck.has_prior:  # sample from a density of the training codes
+        if model.samples_from_density:  # sample from a density of the training codes
             model.fit_density(split_codes(model, data, "train", 10000)[0])
         test = data.fixed_batch("test", len(data.split("test")))
         n = min(self.n, len(test["target"]))
@@ -91,7 +98,7 @@ class Generation(Evaluator):
         else:
             metrics, notes = {}, ["frechet_clf skipped: the classifier needs every class (one-class training data)"]
         if self.inception:
-            fid, note = inception_fid(samples, test["target"][:n])
+            fid, note = inception_fid(samples, test["target"][:n], self.inception_weights)
             notes.append(note)
             if fid is not None:
                 metrics["test/fid"] = fid
@@ -99,16 +106,18 @@ class Generation(Evaluator):
 
     def frechet(self, data: InMemoryDataModule, samples: torch.Tensor, test: dict[str, torch.Tensor]
                 ) -> tuple[dict[str, float], list[str]]:
-        """Frechet distances of samples and of training images to as many test images, in classifier features."""
+        """Frechet distances of samples and of training images to as many test images, and the samples' precision and
+        recall, in classifier features."""
         train, real = data.split("train"), test["target"][:len(samples)]
         path = self.cache_dir / f"{data.name}_{'x'.join(map(str, data.shape))}.pt"
         classifier, accuracy = cached_feature_classifier(path, train.x, train.y, data.shape, data.num_classes,
                                                          x_test=test["target"], y_test=test["y"],
                                                          epochs=math.ceil(self.classifier_steps * BATCH / len(train)),
                                                          batch_size=BATCH)
-        real_f = features(classifier, real)
+        real_f, sample_f = features(classifier, real), features(classifier, samples)
         train_f = features(classifier, train.x[:len(real)])
-        metrics = {"test/frechet_clf": frechet_distance(features(classifier, samples), real_f),
-                   "test/frechet_clf_train": frechet_distance(train_f, real_f)}
+        metrics = {"test/frechet_clf": frechet_distance(sample_f, real_f),
+                   "test/frechet_clf_train": frechet_distance(train_f, real_f),
+                   **{f"test/{k}": v for k, v in precision_recall(real_f, sample_f, self.pr_k).items()}}
         acc = f"{accuracy:.3f}" if accuracy is not None else "unknown"
         return metrics, [f"feature classifier {path} (test accuracy {acc}); {len(real)} samples vs {len(real)} test images"]
