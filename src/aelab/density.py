@@ -51,7 +51,7 @@ class TwoStageVAE:
     with a learned variance, the gamma of Dai & Wipf), trained here with Adam for `steps` batches on the CPU.
     """
 
-    def __init__(self, hidden: list[int] = (512, 512), latent_dim: int | None = None, steps: int = 8000,
+    def __init__(self, hidden: list[int] = (256, 256), latent_dim: int | None = None, steps: int = 4000,
                  batch_size: int = 256, lr: float = 1e-3, seed: int = 0) -> None:
         self.hidden, self.latent_dim = [int(h) for h in hidden], latent_dim
         self.steps, self.batch_size = positive_int("model.density.steps", steps), positive_int("model.density.batch_size", batch_size)
