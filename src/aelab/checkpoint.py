@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -30,6 +31,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"checkpoint {path} was not written by aelab-train (no '{CONFIG_KEY}' or state_dict)")
     return ckpt
+
+
+APPLY_KEY = "aelab_apply"  # what aelab-apply needs beyond the weights: preprocessing, code density, threshold
+
+
+def write_apply_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Add `state` (tensors and plain values) to a written checkpoint under APPLY_KEY, atomically."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    ckpt[APPLY_KEY] = state
+    tmp = path.with_name(f"{path.name}.tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
 
 
 IDENTITY = ("name", "arch", "latent_dim", "in_shape")  # what must match for weights to fit

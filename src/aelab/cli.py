@@ -1,4 +1,4 @@
-"""Console entry points `aelab-train`, `aelab-eval`, `aelab-check`: instant `--help`, one-line errors, then Hydra.
+"""Console entry points `aelab-train`, `aelab-eval`, `aelab-check`, `aelab-apply`: instant `--help`, one-line errors, then Hydra.
 
 `--help` is answered from a scan of conf/ without importing Hydra, torch or Lightning. Group choices on the
 command line (`model=vea`) are checked against conf/ before composing, so a typo costs a fraction of a second
@@ -25,8 +25,11 @@ EXAMPLES = {
               "aelab-train experiment=compare_fmnist -m"],
     "eval": ["aelab-eval ckpt_path=outputs/runs/<date>/<run>/checkpoints/best.ckpt eval=full"],
     "check": ["aelab-check model=beta_vae", "aelab-check hydra.searchpath=[file://$PWD/conf] model=my_variant"],
+    "apply": ["aelab-apply ckpt_path=<run>/checkpoints/best.ckpt input=my_images/ output=restored/",
+              "aelab-apply ckpt_path=<run>/checkpoints/best.ckpt input=new_rows.csv output=scores/ mode=score",
+              "aelab-apply ckpt_path=<run>/checkpoints/best.ckpt output=exported/ mode=export"],
 }
-CONFIG = {"train": "train", "eval": "eval", "check": "train"}  # the entry config each command composes
+CONFIG = {"train": "train", "eval": "eval", "check": "train", "apply": "apply"}  # the entry config each command composes
 
 
 def search_path(args: list[str]) -> list[Path]:
@@ -149,6 +152,16 @@ def check_main() -> Callable[[], None]:
     from aelab.check import main
 
     return main
+
+
+def apply_main() -> Callable[[], None]:
+    from aelab.apply import main
+
+    return main
+
+
+def apply() -> None:
+    run("apply", apply_main)
 
 
 def train() -> None:

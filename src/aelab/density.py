@@ -116,3 +116,38 @@ class TwoStageVAE:
         vae = self._check()
         u = (z.detach().float().cpu() - self.mean) / self.std
         return vae.iw_log_likelihood(u, u, k) - self.std.log().sum()
+
+
+# ---- what a checkpoint carries (aelab-apply samples and scores with the density fitted after training) ----------
+def density_state(density: LatentGMM | TwoStageVAE | None) -> dict | None:
+    """A fitted density as tensors and plain values (loadable with weights_only=True); None when unfitted."""
+    if density is None or not density.fitted:
+        return None
+    if isinstance(density, LatentGMM):
+        g = density.gmm
+        arrays = {k: torch.from_numpy(np.asarray(getattr(g, k))) for k in ("weights_", "means_", "covariances_",
+                                                                           "precisions_cholesky_")}
+        return {"kind": "gmm", "covariance_type": g.covariance_type, "n_components": int(g.n_components), **arrays}
+    return {"kind": "two_stage", "hidden": density.hidden, "latent_dim": density.latent_dim, "mean": density.mean,
+            "std": density.std, "state_dict": density.vae.state_dict(), "d": int(density.mean.numel())}
+
+
+def restore_density(density: LatentGMM | TwoStageVAE | None, state: dict | None) -> None:
+    """Load `state` (from density_state) into the model's configured density, which must be of the same kind."""
+    if density is None or state is None:
+        return
+    if state["kind"] == "gmm" and isinstance(density, LatentGMM):
+        g = density.gmm
+        g.set_params(n_components=state["n_components"], covariance_type=state["covariance_type"])
+        for k in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            setattr(g, k, state[k].numpy())
+        density.fitted = True
+    elif state["kind"] == "two_stage" and isinstance(density, TwoStageVAE):
+        density.hidden, density.latent_dim = list(state["hidden"]), state["latent_dim"]
+        density.mean, density.std = state["mean"], state["std"]
+        density.vae = density.build(state["d"])
+        density.vae.load_state_dict(state["state_dict"])
+        density.vae.eval()
+        density.fitted = True
+    else:
+        raise ConfigError(f"the stored code density is a {state['kind']}, the model's is {type(density).__name__}")

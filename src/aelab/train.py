@@ -43,7 +43,11 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
     from aelab.evals.base import Evaluation, run_suite
 
     check_corruption(cfg)
-    datamodule, model = build(cfg.data, task=build(cfg.task), seed=cfg.seed), build(cfg.model)
+    datamodule = build(cfg.data, task=build(cfg.task), seed=cfg.seed)
+    infer_data_shape(cfg, datamodule)
+    if is_global_zero():
+        log.info("data preview: %s", datamodule.preview(Path(cfg.paths.output_dir)))
+    model = build(cfg.model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
         logger.log_hyperparams(resolved)
@@ -62,8 +66,41 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
         if trainer.is_global_zero:  # the suite works on whole splits in one process: ranks > 0 would only repeat it
             suite = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir), trainer)
             metrics.update(suite.metrics)
+        if trainer.is_global_zero and best:
+            store_apply_state(cfg, model, datamodule, best)
     suite.higher_is_better = {**model.metric_directions(), **suite.higher_is_better}
     return metrics, best, suite
+
+
+def store_apply_state(cfg: DictConfig, model: Any, datamodule: Any, best: str) -> None:
+    """What `aelab-apply` needs beyond the weights, fitted on the best weights (the model holds them after
+    testing) and added to best.ckpt: the data's preprocessing, the code density, and for anomaly runs the
+    decision threshold calibrated on the (normal) validation split at `threshold_fpr`."""
+    from aelab.checkpoint import write_apply_state
+    from aelab.density import density_state
+    from aelab.evals.anomaly import calibrate_threshold
+    from aelab.evals.base import split_codes
+
+    model.eval()
+    state: dict[str, Any] = {"preprocessing": datamodule.preprocessing(), "task": cfg.task.name}
+    anomaly = datamodule.normal_classes is not None
+    if model.density is not None and (model.samples_from_density or anomaly):
+        model.fit_density(split_codes(model, datamodule, "train", 10000)[0])
+        state["density"] = density_state(model.density)
+    if anomaly:
+        state["threshold"] = calibrate_threshold(model, datamodule, cfg.threshold_fpr)
+        log.info("decision threshold %.4g on the %s score (flags %.0f%% of normal validation data)",
+                 state["threshold"]["threshold"], state["threshold"]["score"], 100 * cfg.threshold_fpr)
+    write_apply_state(best, state)
+
+
+def infer_data_shape(cfg: DictConfig, datamodule: Any) -> None:
+    """A user's files set what the config leaves null (`data.shape`, `data.num_classes`): read them, then write
+    the values into the config, so the model is sized from them and the checkpoint records them."""
+    if cfg.data.get("shape") is None or cfg.data.get("num_classes") is None:
+        datamodule.setup()
+        cfg.data.shape, cfg.data.num_classes = list(datamodule.shape), datamodule.num_classes
+        log.info("%s: shape %s, %s classes (read from the files)", cfg.data.name, cfg.data.shape, cfg.data.num_classes)
 
 
 def fit_baseline(cfg: DictConfig, model: Any, datamodule: Any, loggers: list) -> tuple[dict[str, float], str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -93,8 +94,8 @@ class InMemoryDataModule(pl.LightningDataModule):
     def __init__(
         self,
         name: str,
-        shape: list[int],
-        num_classes: int,
+        shape: list[int] | None,
+        num_classes: int | None,
         batch_size: int = 128,
         eval_batch_size: int = 1000,
         val_size: int | float = 0.1,
@@ -108,7 +109,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size}")
-        self.name, self.shape, self.num_classes = name, list(shape), num_classes
+        # shape / num_classes null: inferred from the files by `setup` (a user's folder or table)
+        self.name, self.num_classes = name, num_classes
+        self.shape = list(shape) if shape is not None else None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed = val_size, split_seed
         self.normal_classes = list(normal_classes) if normal_classes is not None else None  # one-class training
@@ -131,6 +134,9 @@ class InMemoryDataModule(pl.LightningDataModule):
             return
         splits = self.load()
         got = list(splits.x_train.shape[1:])
+        if self.shape is None:
+            self.shape = got
+            log.info("%s: shape inferred from the data: %s", self.name, got)
         if got != self.shape:
             raise DataError(f"{self.name}: the data has shape {got} but data.shape says {self.shape}")
         n = len(splits.x_train)
@@ -198,6 +204,37 @@ class InMemoryDataModule(pl.LightningDataModule):
         """The train, val or test set."""
         self.setup()
         return {"val": self.val_set, "test": self.test_set, "train": self.train_set}[stage]
+
+    def preprocessing(self) -> dict:
+        """What `aelab-apply` needs to make a new file into an input like this data's (stored in the checkpoint)."""
+        self.setup()
+        return {"kind": "image" if len(self.shape) == 3 else "table", "shape": list(self.shape),
+                "classes": list(getattr(self, "classes", []))}
+
+    def preview(self, out_dir: Path) -> Path:
+        """What the model will see, written before training: a grid of training images (`data_preview.png`), or
+        for tables a listing of the columns' ranges and the label counts (`data_preview.txt`)."""
+        self.setup()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        train = self.fixed_batch("train", 64)
+        if len(self.shape) == 3:
+            from torchvision.utils import make_grid, save_image
+
+            path = out_dir / "data_preview.png"
+            save_image(make_grid(train["x"].clamp(0, 1), nrow=8, padding=1, pad_value=1.0), path)
+            return path
+        x = self.split("train").x.reshape(len(self.split("train")), -1)  # (N, F)
+        names = list(getattr(self, "feature_names", [])) or [f"x{i}" for i in range(x.shape[1])]
+        labels, counts = torch.unique(self.split("train").y, return_counts=True)
+        lines = [f"{self.name}: {len(x)} train rows, {x.shape[1]} features (as the model sees them)", "",
+                 f"{'column':<32}{'mean':>10}{'std':>10}{'min':>10}{'max':>10}"]
+        lines += [f"{n[:31]:<32}{float(c.mean()):>10.3f}{float(c.std()):>10.3f}{float(c.min()):>10.3f}{float(c.max()):>10.3f}"
+                  for n, c in zip(names, x.T)]
+        classes = list(getattr(self, "classes", [])) or [str(i) for i in range(int(labels.max()) + 1)]
+        lines += ["", "train labels: " + ", ".join(f"{classes[int(v)]}: {int(k)} rows" for v, k in zip(labels, counts))]
+        path = out_dir / "data_preview.txt"
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
 
 def to_float_images(raw: torch.Tensor) -> torch.Tensor:

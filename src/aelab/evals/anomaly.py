@@ -46,6 +46,21 @@ def combined(test: dict[str, torch.Tensor], val: dict[str, torch.Tensor]) -> tor
     return sum((test[n] - val[n].mean()) / val[n].std().clamp_min(1e-12) for n in COMBINED)
 
 
+def calibrate_threshold(model: pl.LightningModule, data: InMemoryDataModule, fpr: float) -> dict:
+    """The decision threshold of the model's first anomaly score (the one test/auroc uses) that flags a share
+    `fpr` of the validation examples, which are all normal: their (1 - fpr) quantile."""
+    if not 0.0 < fpr < 1.0:
+        from aelab.errors import ConfigError
+
+        raise ConfigError(f"threshold_fpr must be in (0, 1), got {fpr}")
+    val = data.fixed_batch("val", len(data.split("val")))
+    torch.manual_seed(0)
+    scores = all_scores(model, val["x"], val["target"])
+    name = next(iter(scores))
+    threshold = float(torch.quantile(scores[name].double(), 1.0 - fpr))
+    return {"score": name, "threshold": threshold, "fpr": fpr, "calibrated_on": len(val["x"])}
+
+
 class AnomalyDetection(Evaluator):
     """`test/auroc`, `test/auprc` (first score), `test/auroc_<score>` for every score, `test/anomaly_rate`."""
 

@@ -1,0 +1,261 @@
+"""`aelab-apply`: a trained run applied to new files, doing what its task means.
+
+    aelab-apply ckpt_path=<run>/checkpoints/best.ckpt input=<file or folder> output=<folder> [mode=...]
+
+Modes: `reconstruct`, `restore` and `colorize` write one PNG per input image (tables: reconstructions.csv);
+`encode` writes codes.npy and codes.csv (one row per input, its file name first); `score` writes scores.csv with
+the anomaly score and the flag from the threshold stored at training time; `sample` writes `n` new examples;
+`export` writes the encoder, decoder and autoencoder as torch.export programs (.pt2) and ONNX files, checked
+against PyTorch with onnxruntime. `auto` picks by the run: an anomaly run (it stored a threshold) scores, else by
+its task (denoise: restore, colorize: colorize, else reconstruct). Inputs go through the run's own preprocessing (best.ckpt carries it: image size and
+channels, a table's columns and standardisation). A file that does not fit (unreadable, wrong channels, missing
+columns) gets one line and is skipped; the rest are done; `apply.json` lists both.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from aelab import CONF_DIR
+from aelab.errors import ConfigError, DataError
+from aelab.skeleton import guarded, quiet_libraries
+
+log = logging.getLogger(__name__)
+
+MODES = ("reconstruct", "restore", "colorize", "encode", "score", "sample", "export")
+AUTO = {"denoise": "restore", "colorize": "colorize", "one_class": "score"}  # task -> mode; others: reconstruct
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes without colour
+
+
+@dataclass
+class Inputs:
+    """Model inputs read from the user's files: (N, *shape) tensor, a name per row, and the files skipped."""
+
+    x: Any
+    names: list[str]
+    skipped: list[str] = field(default_factory=list)
+    originals: Any = None  # table rows before standardisation (N, F), for reconstructions.csv
+
+
+def skip(skipped: list[str], message: str) -> None:
+    log.warning("skipped %s", message)
+    skipped.append(message)
+
+
+def image_inputs(paths: list[Path], root: Path, shape: list[int], colorize: bool) -> Inputs:
+    """Each image converted to the run's size; a colour file for a grayscale model (or the reverse) is skipped,
+    except for colorize, which takes any file's luminance."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from aelab.tasks import Colorize
+
+    channels, size = shape[0], (shape[2], shape[1])
+    arrays, names, skipped = [], [], []
+    for path in paths:
+        name = str(path.relative_to(root)) if path != root else path.name
+        try:
+            with Image.open(path) as image:
+                gray = image.mode in GRAY_MODES
+                if not colorize and gray != (channels == 1):
+                    skip(skipped, f"{name}: it has {'1 channel' if gray else 'colour channels'} ({image.mode}), "
+                                  f"the model takes {channels}")
+                    continue
+                image = image.convert("L" if channels == 1 else "RGB").resize(size, Image.Resampling.BILINEAR)
+                arrays.append(np.asarray(image, dtype=np.uint8).reshape(size[1], size[0], channels))
+                names.append(name)
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            skip(skipped, f"{name}: not a readable image ({type(err).__name__})")
+    if not arrays:
+        return Inputs(torch.empty(0, *shape), [], skipped)
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)  # (N, H, W, C) -> (N, C, H, W)
+    return Inputs(Colorize().inputs(x) if colorize else x, names, skipped)
+
+
+def table_inputs(paths: list[Path], prep: dict) -> Inputs:
+    """Rows of CSV files with the run's feature columns (any order, extra columns ignored), standardised with
+    the run's statistics; a file missing a column, or a row with a bad value, gets one line and is skipped."""
+    import torch
+
+    from aelab.data.tabular import read_csv
+
+    columns, rows, names, skipped = prep["columns"], [], [], []
+    for path in paths:
+        try:
+            header, lines = read_csv(path)
+        except DataError as err:
+            skip(skipped, str(err))
+            continue
+        missing = [c for c in columns if c not in header]
+        if missing:
+            skip(skipped, f"{path.name}: no column(s) {', '.join(map(repr, missing))} (the run used {len(columns)} columns)")
+            continue
+        index = [header.index(c) for c in columns]
+        for line, row in lines:
+            try:
+                rows.append([float(row[i]) for i in index])
+                names.append(f"{path.name}:{line}")
+            except (ValueError, IndexError):
+                skip(skipped, f"{path.name} line {line}: a value in the run's columns is missing or not a number")
+    raw = torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(columns))
+    x = ((raw - prep["mean"]) / prep["std"]).float()
+    return Inputs(x, names, skipped, originals=raw)
+
+
+def input_files(path: Path, kind: str) -> list[Path]:
+    suffixes = (".csv",) if kind == "table" else (".png", ".jpg", ".jpeg")
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"input={path} does not exist")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise DataError(f"input={path} holds no {'/'.join(suffixes)} files")
+    return files
+
+
+def write_images(images: Any, names: list[str], out: Path) -> list[str]:
+    """One PNG per image, at the input's relative path (suffix .png)."""
+    from torchvision.utils import save_image
+
+    written = []
+    for image, name in zip(images, names):
+        target = (out / name).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_image(image.clamp(0, 1), target)
+        written.append(str(target.relative_to(out)))
+    return written
+
+
+def write_table(path: Path, header: list[str], rows: list[list[Any]]) -> str:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path.name
+
+
+def batched(fn: Any, x: Any, size: int) -> Any:
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([fn(chunk) for chunk in x.split(size)]) if len(x) else x
+
+
+def apply(cfg: DictConfig) -> dict[str, Any]:
+    """Load the run, read the inputs, do the mode; return what apply.json records."""
+    import torch
+
+    from aelab.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
+    from aelab.density import restore_density
+
+    quiet_libraries()
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    model, run_cfg = rebuild_model(ckpt)
+    model.eval()
+    state = ckpt.get(APPLY_KEY)
+    if state is None:
+        raise ConfigError(f"{cfg.ckpt_path} carries no apply state (written into best.ckpt after testing; "
+                          f"last.ckpt and runs with test=false have none): use the run's best.ckpt")
+    restore_density(model.density, state.get("density"))
+    task = run_cfg.task.name if run_cfg.get("task") else "reconstruct"
+    mode = ("score" if "threshold" in state else AUTO.get(task, "reconstruct")) if cfg.mode == "auto" else cfg.mode
+    if mode not in MODES:
+        raise ConfigError(f"mode={mode} is not one of auto, {', '.join(MODES)}")
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    prep = state["preprocessing"]
+    record: dict[str, Any] = {"checkpoint": str(cfg.ckpt_path), "mode": mode, "task": task, "written": [], "skipped": []}
+    if mode == "export":
+        from aelab.export import export
+
+        record["written"], record["checks"] = export(model, prep["shape"], out)
+        return record
+    if mode == "sample":
+        with torch.no_grad():
+            samples = model.sample(cfg.n).cpu()
+        record["written"] = write_outputs(samples, [f"sample_{i:04d}" for i in range(cfg.n)], prep, out, "samples.csv")
+        return record
+    if cfg.input is None:
+        raise ConfigError(f"mode={mode} needs input=<file or folder>")
+    root = Path(cfg.input).expanduser()
+    files = input_files(root, prep["kind"])
+    if prep["kind"] == "table":
+        inputs = table_inputs(files, prep)
+    else:
+        inputs = image_inputs(files, root if root.is_dir() else root.parent, prep["shape"], colorize=mode == "colorize")
+    record["skipped"] = inputs.skipped
+    if not inputs.names:
+        raise DataError(f"none of the {len(files)} input file(s) fit the run (see the lines above)")
+    if mode in ("reconstruct", "restore", "colorize"):
+        record["written"] = write_outputs(batched(model.reconstruct, inputs.x, cfg.batch_size), inputs.names, prep, out,
+                                          "reconstructions.csv")
+    elif mode == "encode":
+        codes = batched(model.encode, inputs.x, cfg.batch_size).numpy()
+        import numpy as np
+
+        np.save(out / "codes.npy", codes)
+        rows = [[name, *map(float, z)] for name, z in zip(inputs.names, codes)]
+        record["written"] = ["codes.npy", write_table(out / "codes.csv", ["file", *[f"z{i}" for i in range(codes.shape[1])]], rows)]
+    else:  # score
+        record.update(score(model, inputs, state.get("threshold"), out, cfg.batch_size))
+    return record
+
+
+def write_outputs(x: Any, names: list[str], prep: dict, out: Path, table_name: str) -> list[str]:
+    """Images as PNGs; table rows back on the data's scale (un-standardised) in one CSV."""
+    if prep["kind"] == "image":
+        return write_images(x, names, out)
+    raw = x.double() * prep["std"] + prep["mean"]
+    return [write_table(out / table_name, ["file", *prep["columns"]], [[n, *map(float, r)] for n, r in zip(names, raw)])]
+
+
+def score(model: Any, inputs: Inputs, threshold: dict | None, out: Path, size: int) -> dict[str, Any]:
+    """scores.csv: every anomaly score of each input, and `flag` = the stored threshold's score above it."""
+    import torch
+
+    with torch.no_grad():
+        torch.manual_seed(0)  # -ELBO uses one posterior sample, as at calibration
+        chunks = [model.anomaly_scores(x, x) for x in inputs.x.split(size)]
+    scores = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+    names = list(scores)
+    header = ["file", *names, "flag"]
+    rows = []
+    for i, name in enumerate(inputs.names):
+        flag = "" if threshold is None else int(float(scores[threshold["score"]][i]) > threshold["threshold"])
+        rows.append([name, *(float(scores[k][i]) for k in names), flag])
+    result: dict[str, Any] = {"written": [write_table(out / "scores.csv", header, rows)], "threshold": threshold}
+    if threshold is None:
+        log.warning("this run stored no threshold (not an anomaly run): scores.csv has no flags")
+    else:
+        result["flagged"] = sum(int(r[-1]) for r in rows)
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="apply")
+def main(cfg: DictConfig) -> None:
+    from aelab.tracking.run import write_json
+
+    record = guarded(apply, cfg)
+    if record is None:
+        return
+    write_json(Path(cfg.output) / "apply.json", record)
+    done = len(record["written"])
+    print(f"{record['mode']}: wrote {done} file(s) into {cfg.output}"
+          + (f"; skipped {len(record['skipped'])} (listed in apply.json)" if record["skipped"] else "")
+          + (f"; {record['flagged']} flagged as anomalies" if "flagged" in record else ""))
+
+
+if __name__ == "__main__":
+    from aelab.cli import apply as cli
+
+    cli()
