@@ -52,10 +52,10 @@ class TwoStageVAE:
     """
 
     def __init__(self, hidden: list[int] = (256, 256), latent_dim: int | None = None, steps: int = 4000,
-                 batch_size: int = 256, lr: float = 1e-3, seed: int = 0) -> None:
+                 batch_size: int = 256, lr: float = 1e-3, max_passes: int = 200, seed: int = 0) -> None:
         self.hidden, self.latent_dim = [int(h) for h in hidden], latent_dim
         self.steps, self.batch_size = positive_int("model.density.steps", steps), positive_int("model.density.batch_size", batch_size)
-        self.lr, self.seed = lr, seed
+        self.lr, self.seed, self.max_passes = lr, seed, positive_int("model.density.max_passes", max_passes)
         self.vae: nn.Module | None = None
         self.fitted = False
 
@@ -87,9 +87,10 @@ class TwoStageVAE:
             self.vae = self.build(z.shape[1])
             optimizer = self.vae.configure_optimizers()
             self.vae.train()
-            for _ in range(self.steps):
-                batch = u[torch.randint(len(u), (min(self.batch_size, len(u)),))]
-                loss, _ = self.vae.compute_loss({"x": batch, "target": batch}, "train")
+            batch = min(self.batch_size, len(u))
+            for _ in range(min(self.steps, -(-self.max_passes * len(u) // batch))):  # few codes: at most max_passes
+                codes = u[torch.randint(len(u), (batch,))]
+                loss, _ = self.vae.compute_loss({"x": codes, "target": codes}, "train")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
