@@ -22,7 +22,8 @@ DEFAULT_METRICS = ("test/mse", "test/psnr", "test/ssim")
 SUITE_METRICS = ("test/probe_acc", "test/knn_acc", "test/auroc", "test/auprc", "test/psnr_gain", "test/ssim_gain",
                  "test/iw_nll", "test/frechet_clf", "test/mig", "test/dci_disentanglement", "test/dci_completeness",
                  "test/dci_informativeness", "test/mse_ratio_pca", "test/pca_mse", "test/mlp_acc", "test/auroc_recon",
-                 "test/auroc_elbo", "test/auroc_latent", "test/auroc_combined", "test/auroc_ocsvm")
+                 "test/auroc_elbo", "test/auroc_latent", "test/auroc_combined", "test/auroc_ocsvm", "test/active_units",
+                 "test/precision", "test/recall")
 # evaluation-suite columns, shown when any run has them
 KEYS = ("model", "arch", "data", "latent_dim", "normal_classes")
 
