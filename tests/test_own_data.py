@@ -209,3 +209,24 @@ def test_decoded_images_are_cached_and_read_back(tmp_path: Path) -> None:
     third = build(compose_cfg(overrides).data)
     third.setup()
     assert float(third.split("train").x.abs().sum()) > 0 and len(list((tmp_path / "cache").glob("*.pt"))) == 2
+
+
+@pytest.mark.parametrize("task", ["colorize", "denoise"])
+def test_apply_follows_the_runs_task(task: str, tmp_path: Path) -> None:
+    """auto: a colorize run turns any image's luminance into colour; a denoise run restores its inputs."""
+    data = ["data=shapes_color", "task=colorize"] if task == "colorize" else ["data=digits", "task=denoise"]
+    run = tmp_path / "run"
+    out = run_cli("aelab-train", [*data, "debug=limit", "eval=none", *COMMON, f"hydra.run.dir={run}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    new = tmp_path / "new"
+    new.mkdir()
+    size = 32 if task == "colorize" else 8
+    Image.fromarray(stripes(0, 1, size)).save(new / "gray.png")
+    if task == "colorize":
+        Image.fromarray(np.stack([stripes(1, 2, size)] * 3, axis=-1)).save(new / "colour.jpg")  # its luminance is used
+    result, record = apply(run, tmp_path / "out", f"input={new}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert record["mode"] == {"colorize": "colorize", "denoise": "restore"}[task] and not record["skipped"]
+    written = [Image.open(tmp_path / "out" / name) for name in record["written"]]
+    assert len(written) == (2 if task == "colorize" else 1)
+    assert all(im.size == (size, size) and len(im.getbands()) == (3 if task == "colorize" else 1) for im in written)

@@ -123,14 +123,15 @@ def input_files(path: Path, kind: str) -> list[Path]:
 
 
 def write_images(images: Any, names: list[str], out: Path) -> list[str]:
-    """One PNG per image, at the input's relative path (suffix .png)."""
-    from torchvision.utils import save_image
+    """One PNG per image (C, H, W) in [0, 1], at the input's relative path (suffix .png), grayscale for C = 1."""
+    from PIL import Image
 
     written = []
     for image, name in zip(images, names):
         target = (out / name).with_suffix(".png")
         target.parent.mkdir(parents=True, exist_ok=True)
-        save_image(image.clamp(0, 1), target)
+        pixels = image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(target)
         written.append(str(target.relative_to(out)))
     return written
 
