@@ -37,8 +37,11 @@ class LatentGMM:
         return torch.from_numpy(self.gmm.score_samples(z.detach().cpu().double().numpy())).float()
 
     def sample(self, n: int) -> torch.Tensor:
+        """n codes (n, d). The draw is seeded from torch's global RNG, like a prior's: scikit-learn would reseed
+        with its fixed random_state on every call, so successive calls would repeat the same codes."""
         if not self.fitted:
             raise RuntimeError("the latent density is not fitted yet: call module.fit_density(train codes) first")
+        self.gmm.random_state = int(torch.randint(2**31 - 1, ()))
         z, _ = self.gmm.sample(n)
         return torch.from_numpy(np.asarray(z, dtype=np.float32))
 
