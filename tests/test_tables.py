@@ -159,3 +159,15 @@ def test_ranks_and_claims_in_the_report(tmp_path: Path) -> None:
     assert "rank 2 (paper 1)" in md and "| c beats a | test/frechet_clf | 2.5 | 5.5 | holds (every seed) |" in md
     page = paper.publish(tmp_path, tmp_path / "results").read_text()
     assert "rank 1 (paper 3)" in page and "| a beats b | test/frechet_clf | 5.5 | 7.25 | holds (means only) |" in page
+
+
+def test_gmm_draws_differ_between_calls_and_follow_the_torch_seed() -> None:
+    """The generation evaluator samples in batches: each batch must be a new draw (scikit-learn alone would repeat it)."""
+    from aelab.density import LatentGMM
+
+    density = LatentGMM(3).fit(torch.randn(500, 4, generator=torch.Generator().manual_seed(0)))
+    assert not torch.equal(density.sample(100), density.sample(100))
+    torch.manual_seed(1)
+    first = density.sample(10)
+    torch.manual_seed(1)
+    assert torch.equal(first, density.sample(10))
