@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 MODES = ("reconstruct", "restore", "colorize", "encode", "score", "sample", "export")
 AUTO = {"denoise": "restore", "colorize": "colorize", "one_class": "score"}  # task -> mode; others: reconstruct
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes without colour
 
 
 @dataclass
@@ -54,26 +53,18 @@ def image_inputs(paths: list[Path], root: Path, shape: list[int], colorize: bool
     except for colorize, which takes any file's luminance."""
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
 
+    from aelab.data.image_folder import read_image
     from aelab.tasks import Colorize
 
-    channels, size = shape[0], (shape[2], shape[1])
+    channels = shape[0]
     arrays, names, skipped = [], [], []
     for path in paths:
-        name = str(path.relative_to(root)) if path != root else path.name
         try:
-            with Image.open(path) as image:
-                gray = image.mode in GRAY_MODES
-                if not colorize and gray != (channels == 1):
-                    skip(skipped, f"{name}: it has {'1 channel' if gray else 'colour channels'} ({image.mode}), "
-                                  f"the model takes {channels}")
-                    continue
-                image = image.convert("L" if channels == 1 else "RGB").resize(size, Image.Resampling.BILINEAR)
-                arrays.append(np.asarray(image, dtype=np.uint8).reshape(size[1], size[0], channels))
-                names.append(name)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            skip(skipped, f"{name}: not a readable image ({type(err).__name__})")
+            arrays.append(read_image(path, channels, (shape[1], shape[2]), colour=None if colorize else channels == 3))
+            names.append(str(path.relative_to(root)) if path != root else path.name)
+        except DataError as err:
+            skip(skipped, str(err))
     if not arrays:
         return Inputs(torch.empty(0, *shape), [], skipped)
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)  # (N, H, W, C) -> (N, C, H, W)

@@ -36,15 +36,22 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_image(path: Path, channels: int, size: int | None) -> np.ndarray:
-    """One image as uint8 (H, W, C) in the run's channels and size; DataError naming the file if unreadable."""
+GRAY = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes without colour
+
+
+def read_image(path: Path, channels: int, size: tuple[int, int] | None, colour: bool | None = None) -> np.ndarray:
+    """One image as uint8 (H, W, C) in `channels`, resized to size = (H, W) unless None; DataError naming the file
+    if it is unreadable, or (`colour` given) if it has colour where `colour` is False or none where it is True."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            if colour is not None and (image.mode not in GRAY) != colour:
+                raise DataError(f"{path} has {'colour channels' if colour is False else '1 channel'} ({image.mode}), "
+                                f"the model takes {channels}")
             image = image.convert(MODES[channels])
-            if size is not None and image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{path} is not a readable image ({type(err).__name__}: {err})") from err
@@ -59,7 +66,7 @@ def read_folder(folder: Path, files: list[Path], channels: int, size: int | None
         raise DataError(f"{loose}: images sit both directly in {folder} and in class sub-folders; use one layout")
     arrays, first = [], None
     for f in files:
-        a = read_image(f, channels, size)
+        a = read_image(f, channels, None if size is None else (size, size))
         if first is None:
             first = (f, a.shape)
         elif a.shape != first[1]:
