@@ -40,7 +40,6 @@ class Inputs:
     x: Any
     names: list[str]
     skipped: list[str] = field(default_factory=list)
-    originals: Any = None  # table rows before standardisation (N, F), for reconstructions.csv
 
 
 def skip(skipped: list[str], message: str) -> None:
@@ -54,6 +53,7 @@ def image_inputs(paths: list[Path], root: Path, shape: list[int], colorize: bool
     import numpy as np
     import torch
 
+    from aelab.data.base import to_float_images
     from aelab.data.image_folder import read_image
     from aelab.tasks import Colorize
 
@@ -67,7 +67,7 @@ def image_inputs(paths: list[Path], root: Path, shape: list[int], colorize: bool
             skip(skipped, str(err))
     if not arrays:
         return Inputs(torch.empty(0, *shape), [], skipped)
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)  # (N, H, W, C) -> (N, C, H, W)
+    x = to_float_images(torch.from_numpy(np.stack(arrays)))  # (N, H, W, C) uint8 -> (N, C, H, W) in [0, 1]
     return Inputs(Colorize().inputs(x) if colorize else x, names, skipped)
 
 
@@ -98,7 +98,7 @@ def table_inputs(paths: list[Path], prep: dict) -> Inputs:
                 skip(skipped, f"{path.name} line {line}: a value in the run's columns is missing or not a number")
     raw = torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(columns))
     x = ((raw - prep["mean"]) / prep["std"]).float()
-    return Inputs(x, names, skipped, originals=raw)
+    return Inputs(x, names, skipped)
 
 
 def input_files(path: Path, kind: str) -> list[Path]:
@@ -135,19 +135,13 @@ def write_table(path: Path, header: list[str], rows: list[list[Any]]) -> str:
     return path.name
 
 
-def batched(fn: Any, x: Any, size: int) -> Any:
-    import torch
-
-    with torch.no_grad():
-        return torch.cat([fn(chunk) for chunk in x.split(size)]) if len(x) else x
-
-
 def apply(cfg: DictConfig) -> dict[str, Any]:
     """Load the run, read the inputs, do the mode; return what apply.json records."""
     import torch
 
     from aelab.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
     from aelab.density import restore_density
+    from aelab.evals.base import batched
 
     quiet_libraries()
     ckpt = load_checkpoint(cfg.ckpt_path)
@@ -189,10 +183,10 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     if not inputs.names:
         raise DataError(f"none of the {len(files)} input file(s) fit the run (see the lines above)")
     if mode in ("reconstruct", "restore", "colorize"):
-        record["written"] = write_outputs(batched(model.reconstruct, inputs.x, cfg.batch_size), inputs.names, prep, out,
-                                          "reconstructions.csv")
+        recon = batched(model.reconstruct, inputs.x, device=model.device, size=cfg.batch_size)
+        record["written"] = write_outputs(recon, inputs.names, prep, out, "reconstructions.csv")
     elif mode == "encode":
-        codes = batched(model.encode, inputs.x, cfg.batch_size).numpy()
+        codes = batched(model.encode, inputs.x, device=model.device, size=cfg.batch_size).numpy()
         import numpy as np
 
         np.save(out / "codes.npy", codes)
@@ -215,10 +209,10 @@ def score(model: Any, inputs: Inputs, threshold: dict | None, out: Path, size: i
     """scores.csv: every anomaly score of each input, and `flag` = the stored threshold's score above it."""
     import torch
 
-    with torch.no_grad():
-        torch.manual_seed(0)  # -ELBO uses one posterior sample, as at calibration
-        chunks = [model.anomaly_scores(x, x) for x in inputs.x.split(size)]
-    scores = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+    from aelab.evals.anomaly import all_scores
+
+    torch.manual_seed(0)  # -ELBO uses one posterior sample, as at calibration
+    scores = all_scores(model, inputs.x, inputs.x, size)
     names = list(scores)
     header = ["file", *names, "flag"]
     rows = []

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aelab.data.base import InMemoryDataModule, Splits
+from aelab.data.base import InMemoryDataModule, Splits, to_float_images
 from aelab.data.cache import cached
 from aelab.errors import ConfigError, DataError
 
@@ -73,7 +73,7 @@ def read_folder(folder: Path, files: list[Path], channels: int, size: int | None
             raise DataError(f"{f} is {a.shape[1]}x{a.shape[0]} but {first[0]} is {first[1][1]}x{first[1][0]}: "
                             f"set data.size to resize every image")
         arrays.append(a)
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)  # (N, H, W, C) -> (N, C, H, W)
+    x = to_float_images(torch.from_numpy(np.stack(arrays)))  # (N, H, W, C) uint8 -> (N, C, H, W) in [0, 1]
     y = torch.tensor([classes.index(f.parent.name) if classes else 0 for f in files], dtype=torch.long)
     return {"x": x, "y": y, "classes": classes or ["images"], "files": [str(f.relative_to(folder)) for f in files]}
 
