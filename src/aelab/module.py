@@ -76,11 +76,26 @@ class AutoencoderModule(pl.LightningModule):
         return self.bottleneck.embed(self.encoder(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Reconstruction (the likelihood's mean) of codes (B, d)."""
+        """Reconstruction (the likelihood's mean) of codes (B, d) alone (a skip-connected decoder gets no skips)."""
         return self.likelihood.mean(self.decoder(z))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+        """The likelihood's mean at the deterministic code of x, with x's skip maps for skip-connected nets."""
+        h, skips = self.features(x)
+        return self.likelihood.mean(self.decode_with(self.bottleneck.embed(h), skips))
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Encoder features (B, F) and, for skip-connected encoders (aelab.nets.unet), their skip maps (else None)."""
+        with_skips = getattr(self.encoder, "with_skips", None)
+        return with_skips(x) if with_skips is not None else (self.encoder(x), None)
+
+    def decode_with(self, z: torch.Tensor, skips: list[torch.Tensor] | None) -> torch.Tensor:
+        """Decoder output for codes (S*B, d) and the skip maps of their B inputs (repeated for S samples per input)."""
+        if skips is None:
+            return self.decoder(z)
+        if len(z) != len(skips[0]):  # multi-sample bottleneck: sample-major, as the repeated targets
+            skips = [s.repeat(len(z) // len(s), 1, 1, 1) for s in skips]
+        return self.decoder(z, skips)
 
     @property
     def samples_from_density(self) -> bool:
@@ -108,9 +123,10 @@ class AutoencoderModule(pl.LightningModule):
     def anomaly_scores(self, x: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-example scores (B,), higher = more anomalous: `elbo` (-ELBO, when the bottleneck declares one), `recon`
         (-log p(target|z) at the deterministic code) and `latent` (-log density of that code, once fitted)."""
-        z = self.encode(x)
+        h, skips = self.features(x)
+        z = self.bottleneck.embed(h)
         scores = {"elbo": self.anomaly_score(x, target)} if self.bottleneck.elbo_terms else {}
-        scores["recon"] = self.likelihood.nll(self.decoder(z), target)
+        scores["recon"] = self.likelihood.nll(self.decode_with(z, skips), target)
         if self.density is not None and self.density.fitted:
             scores["latent"] = -self.density.log_prob(z).to(z.device)
         return scores
@@ -128,13 +144,14 @@ class AutoencoderModule(pl.LightningModule):
 
     def iw_log_likelihood(self, x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
         """Importance-weighted estimate (B,) of log p(target) with k posterior samples (Burda et al. 2016)."""
-        z, log_ratio = self.bottleneck.importance_samples(self.encoder(x), k)  # (k, B, d), (k, B)
+        h, skips = self.features(x)
+        z, log_ratio = self.bottleneck.importance_samples(h, k)  # (k, B, d), (k, B)
         repeated = target.repeat(k, *[1] * (target.ndim - 1))  # (B, ...) -> (k*B, ...)
-        log_px_z = -self.likelihood.nll(self.decoder(z.flatten(0, 1)), repeated).view(k, -1)  # (k, B)
+        log_px_z = -self.likelihood.nll(self.decode_with(z.flatten(0, 1), skips), repeated).view(k, -1)  # (k, B)
         return torch.logsumexp(log_px_z + log_ratio, dim=0) - math.log(k)
 
     def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8) -> torch.Tensor:
-        """Decode straight lines between the codes of x0 and x1: (B, *shape) x 2 -> (B, steps, *shape)."""
+        """Decode straight lines between the codes of x0 and x1 (codes alone, no skips): (B, *shape) x 2 -> (B, steps, *shape)."""
         z0, z1 = self.encode(x0), self.encode(x1)
         t = torch.linspace(0, 1, steps, device=z0.device).view(1, steps, 1)
         z = (1 - t) * z0.unsqueeze(1) + t * z1.unsqueeze(1)  # (B, steps, d)
@@ -143,8 +160,9 @@ class AutoencoderModule(pl.LightningModule):
     # ---- training -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, BottleneckOutput]:
         """Decoder output (likelihood parameters) and the bottleneck's output for inputs x."""
-        b = self.bottleneck(self.encoder(x))
-        return self.decoder(b.z), b
+        h, skips = self.features(x)
+        b = self.bottleneck(h)
+        return self.decode_with(b.z, skips), b
 
     def reconstruction_nll(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, BottleneckOutput]:
         """-log p(target|z) per code (S*B,) for codes z of x (S > 1 for multi-sample bottlenecks), and the bottleneck output."""
