@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
+from aelab.colorspace import check_space, to_rgb, to_space
 from aelab.density import LatentGMM, TwoStageVAE
 from aelab.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
@@ -24,6 +25,10 @@ class AutoencoderModule(pl.LightningModule):
 
     The terms come from the bottleneck (e.g. `kl`, `commit`) and from `penalties` (e.g. `contractive`); a
     multi-sample bottleneck (IWAE) combines its samples in `Bottleneck.objective`.
+
+    `color_space` (ycbcr, lab; set by `task.space` for colorization): the decoder predicts in that space, the
+    likelihood is taken against the target converted to it, and `reconstruct` keeps the input's luminance channel,
+    so the network predicts chroma from luminance; `decode(z)` alone uses the decoder's own luminance.
     """
 
     def __init__(
@@ -46,6 +51,7 @@ class AutoencoderModule(pl.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        color_space: str = "rgb",
     ) -> None:
         super().__init__()
         positive_int("model.latent_dim", latent_dim)
@@ -57,6 +63,9 @@ class AutoencoderModule(pl.LightningModule):
         if sample_from not in ("auto", "density") or (sample_from == "density" and density is None):
             raise ConfigError(f"model.sample_from must be 'auto' or 'density' (with a model.density), got {sample_from!r}")
         self.sample_from = sample_from
+        self.color_space = check_space(color_space)
+        if color_space != "rgb" and (len(in_shape) != 3 or in_shape[0] != 3):
+            raise ConfigError(f"color space {color_space} needs colour images (3, H, W), got data.shape={list(in_shape)}")
         self.schedules = list(schedules or [])  # weight schedules, handed to the Trainer by configure_callbacks
         self.loss_weights = dict(loss_weights or {})  # mutable: weight schedules (callbacks) update it
         emitted = [*self.bottleneck.terms, *self.penalties]
@@ -77,12 +86,19 @@ class AutoencoderModule(pl.LightningModule):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction (the likelihood's mean) of codes (B, d) alone (a skip-connected decoder gets no skips)."""
-        return self.likelihood.mean(self.decoder(z))
+        return to_rgb(self.likelihood.mean(self.decoder(z)), self.color_space)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """The likelihood's mean at the deterministic code of x, with x's skip maps for skip-connected nets."""
         h, skips = self.features(x)
-        return self.likelihood.mean(self.decode_with(self.bottleneck.embed(h), skips))
+        mean = self.likelihood.mean(self.decode_with(self.bottleneck.embed(h), skips))
+        if self.color_space != "rgb":  # (B, 3, H, W): the input's luminance, the predicted chroma
+            mean = torch.cat([to_space(x, self.color_space)[:, :1], mean[:, 1:]], dim=1)
+        return to_rgb(mean, self.color_space)
+
+    def nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """-log p(target|decoder output) per example (B,), the target taken into the model's colour space."""
+        return self.likelihood.nll(out, to_space(target, self.color_space))
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Encoder features (B, F) and, for skip-connected encoders (aelab.nets.unet), their skip maps (else None)."""
@@ -126,7 +142,7 @@ class AutoencoderModule(pl.LightningModule):
         h, skips = self.features(x)
         z = self.bottleneck.embed(h)
         scores = {"elbo": self.anomaly_score(x, target)} if self.bottleneck.elbo_terms else {}
-        scores["recon"] = self.likelihood.nll(self.decode_with(z, skips), target)
+        scores["recon"] = self.nll(self.decode_with(z, skips), target)
         if self.density is not None and self.density.fitted:
             scores["latent"] = -self.density.log_prob(z).to(z.device)
         return scores
@@ -147,7 +163,7 @@ class AutoencoderModule(pl.LightningModule):
         h, skips = self.features(x)
         z, log_ratio = self.bottleneck.importance_samples(h, k)  # (k, B, d), (k, B)
         repeated = target.repeat(k, *[1] * (target.ndim - 1))  # (B, ...) -> (k*B, ...)
-        log_px_z = -self.likelihood.nll(self.decode_with(z.flatten(0, 1), skips), repeated).view(k, -1)  # (k, B)
+        log_px_z = -self.nll(self.decode_with(z.flatten(0, 1), skips), repeated).view(k, -1)  # (k, B)
         return torch.logsumexp(log_px_z + log_ratio, dim=0) - math.log(k)
 
     def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8) -> torch.Tensor:
@@ -169,7 +185,7 @@ class AutoencoderModule(pl.LightningModule):
         out, b = self(x)
         if len(out) != len(target):  # multi-sample bottleneck: (B, ...) -> (S*B, ...)
             target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
-        return self.likelihood.nll(out, target), b
+        return self.nll(out, target), b
 
     def compute_loss(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The scalar loss and every scalar to log for one batch (no logging: tests call it directly)."""

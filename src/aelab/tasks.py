@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aelab.colorspace import check_space, to_space
 from aelab.errors import ConfigError
-
-LUMA = (0.299, 0.587, 0.114)
 
 
 class Task:
@@ -60,15 +59,16 @@ class Denoise(Task):
 
 
 class Colorize(Task):
-    """Grayscale input (luminance repeated over the C=3 channels), colour target."""
+    """Grayscale input (luminance repeated over the C=3 channels), colour target; `space` is the colour space the
+    model predicts in (aelab.colorspace; the module reads it as `model.color_space`)."""
 
-    def __init__(self, name: str = "colorize") -> None:
+    def __init__(self, name: str = "colorize", space: str = "rgb") -> None:
         super().__init__(name)
+        self.space = check_space(space)
 
     def inputs(self, target: torch.Tensor) -> torch.Tensor:
         if target.ndim != 4 or target.shape[1] != 3:
             raise ConfigError(f"task=colorize needs colour images (B, 3, H, W), got {tuple(target.shape)}: "
                               "use data=photo_patches, shapes_color or cifar10")
-        weights = torch.tensor(LUMA, dtype=target.dtype, device=target.device).view(1, 3, 1, 1)
-        gray = (target * weights).sum(dim=1, keepdim=True)  # (B, 3, H, W) -> (B, 1, H, W)
+        gray = to_space(target, "ycbcr")[:, :1]  # (B, 3, H, W) -> (B, 1, H, W): BT.601 luma
         return gray.expand_as(target).contiguous()

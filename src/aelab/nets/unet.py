@@ -1,6 +1,7 @@
 """Skip-connected conv encoder-decoder for restoration (RED-Net, Mao, Shen & Yang 2016; the U-Net of Ronneberger et al.
 2015 has the same shape): the conv AE of aelab.nets.conv, plus the feature map of every encoder stage but the last
-added to the decoder's feature map of the same size (symmetric additive skips, as in RED-Net).
+added to the decoder's feature map of the same size (symmetric additive skips, as in RED-Net), and the input added
+to the decoder's output, so the decoder learns the residual between target and input (RED-Net's outermost skip).
 
 What the skips mean for the bottleneck: the code at the bottom is still the only path from the input to the
 decoder's first stage, and it is what `encode` returns and what probes, samples and interpolations use; the skips
@@ -23,7 +24,7 @@ from aelab.nets.conv import ConvDecoder, ConvEncoder
 
 
 class UNetEncoder(ConvEncoder):
-    """ConvEncoder whose stage outputs (all but the last, which becomes the code) are also returned as skips."""
+    """ConvEncoder that also returns its input and its stage outputs (all but the last, which becomes the code) as skips."""
 
     def __init__(self, in_shape: list[int], channels: list[int], activation: Callable[[], nn.Module],
                  skips: bool = True) -> None:
@@ -36,7 +37,7 @@ class UNetEncoder(ConvEncoder):
         """Features (B, out_dim) and the skip maps top to bottom [(B, C_k, H_k, W_k)], or None with skips off."""
         if not self.skips:
             return self.net(x), None
-        maps = []
+        maps = [x]
         for i, layer in enumerate(self.net):
             x = layer(x)
             if i in self.taps:
@@ -45,7 +46,8 @@ class UNetEncoder(ConvEncoder):
 
 
 class UNetDecoder(ConvDecoder):
-    """ConvDecoder that adds each skip map to its same-sized feature map before the next transposed conv."""
+    """ConvDecoder that adds each skip map to its same-sized feature map before the next transposed conv, and the
+    input (the first skip) to its output."""
 
     def __init__(self, out_shape: list[int], latent_dim: int, channels: list[int], activation: Callable[[], nn.Module],
                  skip_dropout: float = 0.0) -> None:
@@ -69,4 +71,4 @@ class UNetDecoder(ConvDecoder):
             if i in self.merges:
                 h = h + pending.pop(0)
             h = layer(h)
-        return h
+        return h + pending.pop(0)  # the input: (B, C, H, W)
