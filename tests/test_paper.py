@@ -155,8 +155,8 @@ def test_pca_baseline_error_is_the_sum_of_the_discarded_eigenvalues() -> None:
 
     x = torch.from_numpy(load_digits().data / 16.0).float().view(-1, 1, 8, 8)
     pca = PCABaseline(name="pca", latent_dim=10, in_shape=[1, 8, 8])
-    pca.fit(x.flatten(1).double().numpy())
     flat = x.flatten(1).double().numpy()
+    pca.fit(flat, flat)
     eig = np.sort(np.linalg.eigvalsh(np.cov(flat, rowvar=False, bias=True)))[::-1]  # (64,) descending
     mse = float((pca.reconstruct(x) - x).double().pow(2).mean())
     assert mse == pytest.approx(eig[10:].sum() / 64, rel=1e-4)
@@ -175,7 +175,7 @@ def test_one_class_svm_baseline_separates_far_clusters_without_labels() -> None:
     rng = np.random.default_rng(0)
     normal, far = rng.normal(0, 1, (300, 1, 4, 4)), rng.normal(6, 1, (100, 1, 4, 4))
     svm = RawOneClassSVM(name="ocsvm", latent_dim=16, in_shape=[1, 4, 4], nu=0.1)
-    svm.fit(normal.reshape(300, -1))
+    svm.fit(normal.reshape(300, -1), normal.reshape(300, -1))
     x = torch.from_numpy(np.concatenate([normal, far])).float()
     scores = svm.anomaly_scores(x, x)["ocsvm"]
     labels = torch.arange(400) >= 300

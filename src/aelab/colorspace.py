@@ -27,7 +27,7 @@ def check_space(name: str) -> str:
 
 def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-pixel 3x3 matrix product: (3, 3) and (B, 3, H, W) -> (B, 3, H, W)."""
-    return torch.einsum("ij,bjhw->bihw", matrix.to(x), x)
+    return torch.einsum("ij,bjhw->bihw", matrix.to(x), x).contiguous()
 
 
 def _shift(x: torch.Tensor, sign: float) -> torch.Tensor:

@@ -107,9 +107,9 @@ def fit_baseline(cfg: DictConfig, model: Any, datamodule: Any, loggers: list) ->
     """A scikit-learn baseline (`model=baseline/...`): fit on the train split, test, run the same eval suite."""
     from aelab.evals.base import Evaluation, run_suite
 
-    train_x = datamodule.fixed_batch("train", len(datamodule.split("train")))["x"]
-    log.info("fitting %s on %d train examples", cfg.model.name, len(train_x))
-    model.fit(train_x.flatten(1).double().numpy())  # (N, *shape) -> (N, D)
+    train = datamodule.fixed_batch("train", len(datamodule.split("train")))
+    log.info("fitting %s on %d train examples", cfg.model.name, len(train["x"]))
+    model.fit(train["x"].flatten(1).double().numpy(), train["target"].flatten(1).double().numpy())  # (N, *shape) -> (N, D)
     test = datamodule.fixed_batch("test", len(datamodule.split("test")))
     metrics, directions = model.test_metrics(test["x"], test["target"]) if cfg.test else ({}, {})
     suite = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir)) if cfg.test else Evaluation()

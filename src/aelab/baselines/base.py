@@ -20,7 +20,8 @@ DIRECTIONS = {"mse": False, "psnr": True, "ssim": True}  # the torchmetrics metr
 
 
 class Baseline(nn.Module):
-    """Subclasses implement `fit(x)` on the flattened train split (N, D) as numpy, and what they answer."""
+    """Subclasses implement `fit(x, target)` on the flattened train split's inputs and clean targets (N, D) as numpy,
+    and what they answer."""
 
     has_prior = False
     reconstructs = False  # True: test mse/psnr/ssim of `reconstruct` are recorded
@@ -36,7 +37,7 @@ class Baseline(nn.Module):
     def device(self) -> torch.device:
         return self.anchor.device
 
-    def fit(self, x: np.ndarray) -> None:
+    def fit(self, x: np.ndarray, target: np.ndarray) -> None:
         raise NotImplementedError
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ class PCABaseline(Baseline):
 
     reconstructs = True
 
-    def fit(self, x: np.ndarray) -> None:
+    def fit(self, x: np.ndarray, target: np.ndarray) -> None:
         self.pca = PCA(n_components=self.latent_dim, svd_solver="full").fit(x)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

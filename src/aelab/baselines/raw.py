@@ -15,7 +15,7 @@ from aelab.baselines.base import Baseline, as_numpy
 class RawPixels(Baseline):
     """The flattened input is the code; nothing to fit. Probes on it are probes on raw pixels."""
 
-    def fit(self, x: np.ndarray) -> None:
+    def fit(self, x: np.ndarray, target: np.ndarray) -> None:
         return None
 
 
@@ -28,7 +28,7 @@ class RawOneClassSVM(Baseline):
         self.nu, self.median_pairs, self.seed = nu, median_pairs, seed
         self.svm: OneClassSVM | None = None
 
-    def fit(self, x: np.ndarray) -> None:
+    def fit(self, x: np.ndarray, target: np.ndarray) -> None:
         rng = np.random.default_rng(self.seed)
         sub = x[rng.choice(len(x), size=min(self.median_pairs, len(x)), replace=False)]
         sq = (sub**2).sum(1)
