@@ -10,7 +10,7 @@ import torch
 
 from aelab.build import build
 from aelab.data import shapes as shapes_mod
-from aelab.data.photo_patches import PhotoPatchesDataModule, sample_photos
+from aelab.data.photo_patches import PhotoPatchesDataModule, load_photo
 from aelab.data.shapes import GRID, ShapesDataModule
 from aelab.data.sklearn_tables import export_breast_cancer
 from aelab.data.tabular import CSVDataModule
@@ -133,8 +133,8 @@ def test_coloured_shapes_record_the_hue_as_a_sixth_factor(data_dir: Path, grid: 
 
 
 def patches(**kwargs) -> PhotoPatchesDataModule:
-    return PhotoPatchesDataModule(name="photo_patches", shape=[3, 32, 32], num_classes=2, train_patches=400,
-                                  test_patches=100, **kwargs)
+    return PhotoPatchesDataModule(**{"name": "photo_patches", "shape": [3, 32, 32], "num_classes": 2, "train_patches": 400,
+                                     "test_patches": 100, **kwargs})
 
 
 def test_photo_patches_are_colour_crops_in_range() -> None:
@@ -153,19 +153,32 @@ def test_photo_patches_are_colour_crops_in_range() -> None:
     assert torch.equal(again.test_set.x, module.test_set.x) and not torch.equal(other.test_set.x, module.test_set.x)
 
 
-def test_test_crops_come_from_the_right_fifth_of_the_photo() -> None:
-    module = patches()
+@pytest.mark.parametrize("names", [["china", "flower"], ["chelsea", "astronaut", "coffee"]])
+def test_test_crops_come_from_the_right_fifth_of_each_photo(names: list[str]) -> None:
+    module = patches(photos=names, num_classes=None)
     splits = module.load()
-    photos = sample_photos()  # (2, 427, 640, 3)
-    boundary = round(0.8 * 640)
-    assert bool((module.origins_test[:, 2] >= boundary).all()) and bool((module.origins_test[:, 2] + 32 <= 640).all())
-    assert bool((module.origins_train[:, 2] + 32 <= boundary).all())  # no train pixel in the test strip
-    for k in (0, 1, 57):
+    photos = [load_photo(name) for name in names]  # scikit-learn's (427, 640, 3); scikit-image's of other sizes
+    assert module.num_classes == len(names) and torch.bincount(splits.y_test).tolist() == [100 // len(names) + (k < 100 % len(names)) for k in range(len(names))]
+    for k, photo in enumerate(photos):
+        height, width = photo.shape[:2]
+        boundary = round(0.8 * width)
+        test, train = module.origins_test[module.origins_test[:, 0] == k], module.origins_train[module.origins_train[:, 0] == k]
+        assert bool((test[:, 2] >= boundary).all()) and bool((test[:, 2] + 32 <= width).all())
+        assert bool((train[:, 2] + 32 <= boundary).all())  # no train pixel in the test strip
+        assert bool((test[:, 1] + 32 <= height).all()) and bool((train[:, 1] + 32 <= height).all())
+    for k in (0, 1, 2, 57):
         for origins, x in ((module.origins_test, splits.x_test), (module.origins_train, splits.x_train)):
             photo, top, left = origins[k].tolist()
-            expected = torch.from_numpy(photos[photo, top:top + 32, left:left + 32]).permute(2, 0, 1).float() / 255
+            expected = torch.from_numpy(photos[photo][top:top + 32, left:left + 32]).permute(2, 0, 1).float() / 255
             assert torch.equal(x[k], expected)
     assert torch.equal(splits.y_test, module.origins_test[:, 0])
+
+
+def test_unknown_photo_and_wrong_class_count_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"unknown photo 'lena'; bundled are china, flower, astronaut"):
+        patches(photos=["china", "lena"], num_classes=None).setup()
+    with pytest.raises(ConfigError, match=r"data.num_classes=2, but y is the photo and data.photos names 3"):
+        patches(photos=["china", "flower", "coffee"])
 
 
 def test_patch_larger_than_the_test_strip_is_a_config_error() -> None:
