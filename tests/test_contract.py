@@ -35,24 +35,32 @@ def make(variant: str, arch: str, tmp_path: Path):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_api_shapes(variant: str, arch: str, tmp_path: Path, digits_batch: dict) -> None:
-    own_arch = compose_cfg([f"model={variant}"], tmp_path).model.arch
-    if own_arch != "conv" and arch != own_arch:  # the variant fixes its architecture (linear_ae: mlp, no hidden)
-        pytest.skip(f"{variant} is defined on model/arch={own_arch}")
+    own_arch_or_skip(variant, arch, tmp_path)
     model, _ = make(variant, arch, tmp_path)
     check.encode_shapes(model, digits_batch)
     assert model.encode(digits_batch["x"][:3]).shape == (3, LATENT)
 
 
+def own_arch_or_skip(variant: str, arch: str, tmp_path: Path) -> None:
+    own = compose_cfg([f"model={variant}"], tmp_path).model.arch
+    if own != "conv" and arch != own:  # the variant fixes its architecture (linear_ae: mlp, no hidden)
+        pytest.skip(f"{variant} is defined on model/arch={own}")
+
+
+@pytest.mark.parametrize("arch", ["mlp", "unet"])  # unet: the skip maps go through every bottleneck's decoder path
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_loss_terms_are_finite_scalars_with_gradients(variant: str, tmp_path: Path, digits_batch: dict) -> None:
-    model, cfg = make(variant, "mlp", tmp_path)
+def test_loss_terms_are_finite_scalars_with_gradients(variant: str, arch: str, tmp_path: Path, digits_batch: dict) -> None:
+    own_arch_or_skip(variant, arch, tmp_path)
+    model, cfg = make(variant, arch, tmp_path)
     assert set(cfg.model.loss_weights) <= {*model.bottleneck.terms, *model.penalties}, "weights name emitted terms"
     check.finite_terms(model, digits_batch)
 
 
+@pytest.mark.parametrize("arch", ["mlp", "unet"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_a_few_steps_lower_the_loss(variant: str, tmp_path: Path, digits_batch: dict) -> None:
-    model, _ = make(variant, "mlp", tmp_path)
+def test_a_few_steps_lower_the_loss(variant: str, arch: str, tmp_path: Path, digits_batch: dict) -> None:
+    own_arch_or_skip(variant, arch, tmp_path)
+    model, _ = make(variant, arch, tmp_path)
     check.loss_decreases(model, digits_batch)
 
 

@@ -155,3 +155,16 @@ def test_classical_denoiser_raises_psnr_on_noisy_shapes(method: str) -> None:
     assert denoiser.factor in (0.5, 1.0)
     before, after = quality(noisy[40:], clean[40:], True), quality(denoiser.reconstruct(noisy[40:]).clamp(0, 1), clean[40:], True)
     assert after["psnr"] > before["psnr"] + 3 and after["ssim"] > before["ssim"]
+
+
+def test_noise_over_a_range_draws_one_level_per_example_within_it() -> None:
+    from aelab.data.corruptions import GaussianNoise
+    from aelab.errors import ConfigError
+
+    torch.manual_seed(0)
+    stds = GaussianNoise([0.1, 0.5], clip=None)(torch.zeros(2000, 1, 28, 28)).flatten(1).std(1)  # (2000,) per example
+    assert 0.09 < float(stds.min()) < 0.12 and 0.48 < float(stds.max()) < 0.53
+    assert float(stds.mean()) == pytest.approx(0.3, abs=0.01) and float(stds.std()) > 0.1  # uniform: sd 0.4 / sqrt(12)
+    assert GaussianNoise([0.1, 0.5]).at_level(0.2).std == 0.2
+    with pytest.raises(ConfigError, match=r"range \[lo, hi\] with 0 <= lo <= hi, got \[0.5, 0.1\]"):
+        GaussianNoise([0.5, 0.1])

@@ -26,9 +26,9 @@ class AutoencoderModule(pl.LightningModule):
     The terms come from the bottleneck (e.g. `kl`, `commit`) and from `penalties` (e.g. `contractive`); a
     multi-sample bottleneck (IWAE) combines its samples in `Bottleneck.objective`.
 
-    `color_space` (ycbcr, lab; set by `task.space` for colorization): the decoder predicts in that space, the
-    likelihood is taken against the target converted to it, and `reconstruct` keeps the input's luminance channel,
-    so the network predicts chroma from luminance; `decode(z)` alone uses the decoder's own luminance.
+    `color_space` (ycbcr, lab; set by `task.space` for colorization): the networks work in that space (the input is
+    converted to it, the likelihood is taken against the target converted to it) and `reconstruct` keeps the input's
+    luminance channel, so the network predicts chroma from luminance; `decode(z)` alone uses the decoder's luminance.
     """
 
     def __init__(
@@ -82,7 +82,7 @@ class AutoencoderModule(pl.LightningModule):
     # ---- the API that callbacks, metrics and evaluation use -------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic code (B, d) of inputs (B, *shape)."""
-        return self.bottleneck.embed(self.encoder(x))
+        return self.bottleneck.embed(self.features(x)[0])
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction (the likelihood's mean) of codes (B, d) alone (a skip-connected decoder gets no skips)."""
@@ -102,6 +102,7 @@ class AutoencoderModule(pl.LightningModule):
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """Encoder features (B, F) and, for skip-connected encoders (aelab.nets.unet), their skip maps (else None)."""
+        x = to_space(x, self.color_space)
         with_skips = getattr(self.encoder, "with_skips", None)
         return with_skips(x) if with_skips is not None else (self.encoder(x), None)
 

@@ -8,16 +8,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aelab.errors import ConfigError
+
 
 class GaussianNoise(nn.Module):
-    """x + N(0, std^2), clipped to [lo, hi] when `clip` is set."""
+    """x + N(0, std^2), clipped to [lo, hi] when `clip` is set. `std` may be a range [lo, hi]: each example's std is
+    then drawn uniformly from it (one model for a range of noise levels, "blind" denoising)."""
 
-    def __init__(self, std: float = 0.3, clip: tuple[float, float] | None = (0.0, 1.0)) -> None:
+    def __init__(self, std: float | list[float] = 0.3, clip: tuple[float, float] | None = (0.0, 1.0)) -> None:
         super().__init__()
-        self.std, self.clip = std, clip
+        if not isinstance(std, (int, float)) and not (len(std) == 2 and 0 <= std[0] <= std[1]):
+            raise ConfigError(f"task.corruption.std must be a number or a range [lo, hi] with 0 <= lo <= hi, got {std}")
+        self.std, self.clip = std if isinstance(std, (int, float)) else tuple(std), clip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        noisy = x + self.std * torch.randn_like(x)
+        std = self.std
+        if isinstance(std, tuple):  # (B, 1, ...) per-example levels
+            std = torch.empty(len(x), *[1] * (x.ndim - 1), dtype=x.dtype, device=x.device).uniform_(*std)
+        noisy = x + std * torch.randn_like(x)
         return noisy.clamp(*self.clip) if self.clip is not None else noisy
 
     def at_level(self, level: float) -> "GaussianNoise":

@@ -59,7 +59,7 @@ class EncoderJacobian(Penalty):
     def __call__(self, module, x, b):
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            z = module.bottleneck.embed(module.encoder(x))
+            z = module.encode(x)
             return _squared_jacobian_norm(z, x, self.projections)
 
 
