@@ -168,3 +168,17 @@ def test_noise_over_a_range_draws_one_level_per_example_within_it() -> None:
     assert GaussianNoise([0.1, 0.5]).at_level(0.2).std == 0.2
     with pytest.raises(ConfigError, match=r"range \[lo, hi\] with 0 <= lo <= hi, got \[0.5, 0.1\]"):
         GaussianNoise([0.5, 0.1])
+
+
+def test_a_skip_connected_chroma_model_exports_with_a_dynamic_batch(tmp_path: Path) -> None:
+    import onnxruntime
+
+    from aelab.export import export
+
+    model = model_on("unet", "task=colorize", "task.space=lab", data="shapes_color")
+    written, checks = export(model, [3, 32, 32], tmp_path)
+    assert {"encoder.onnx", "decoder.onnx", "autoencoder.onnx", "autoencoder.pt2"} <= set(written)
+    x = Colorize().inputs(torch.rand(7, 3, 32, 32))  # another batch size than the export's example
+    session = onnxruntime.InferenceSession(str(tmp_path / "autoencoder.onnx"))
+    got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    assert torch.allclose(got, model.eval().reconstruct(x).detach(), atol=1e-4) and max(checks.values()) < 1e-4

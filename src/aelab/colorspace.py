@@ -15,6 +15,7 @@ from aelab.errors import ConfigError
 SPACES = ("rgb", "ycbcr", "lab")
 _YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 _XYZ = torch.tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+_YCBCR_INV, _XYZ_INV = torch.linalg.inv(_YCBCR.double()).float(), torch.linalg.inv(_XYZ.double()).float()
 _WHITE = torch.tensor([0.95047, 1.0, 1.08883])  # D65, as scikit-image's rgb2lab
 _DELTA = 6 / 29
 
@@ -61,9 +62,9 @@ def to_rgb(x: torch.Tensor, name: str) -> torch.Tensor:
     if name == "rgb":
         return x
     if name == "ycbcr":
-        return _mix(torch.linalg.inv(_YCBCR), _shift(x, -1.0))
+        return _mix(_YCBCR_INV, _shift(x, -1.0))
     lab = _shift(x, -1.0) * torch.tensor([100.0, 256.0, 256.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     fy = (lab[:, 0] + 16) / 116
     f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
-    linear = _mix(torch.linalg.inv(_XYZ), _lab_f_inv(f) * _WHITE.to(x).view(1, 3, 1, 1))
+    linear = _mix(_XYZ_INV, _lab_f_inv(f) * _WHITE.to(x).view(1, 3, 1, 1))
     return torch.where(linear > 0.0031308, 1.055 * linear.clamp(min=0.0031308) ** (1 / 2.4) - 0.055, 12.92 * linear)

@@ -106,12 +106,13 @@ class AutoencoderModule(pl.LightningModule):
         with_skips = getattr(self.encoder, "with_skips", None)
         return with_skips(x) if with_skips is not None else (self.encoder(x), None)
 
-    def decode_with(self, z: torch.Tensor, skips: list[torch.Tensor] | None) -> torch.Tensor:
-        """Decoder output for codes (S*B, d) and the skip maps of their B inputs (repeated for S samples per input)."""
+    def decode_with(self, z: torch.Tensor, skips: list[torch.Tensor] | None, samples: int = 1) -> torch.Tensor:
+        """Decoder output for codes (S*B, d) and the skip maps of their B inputs, repeated for S = `samples` codes
+        per input (sample-major, as the repeated targets of multi-sample bottlenecks)."""
         if skips is None:
             return self.decoder(z)
-        if len(z) != len(skips[0]):  # multi-sample bottleneck: sample-major, as the repeated targets
-            skips = [s.repeat(len(z) // len(s), 1, 1, 1) for s in skips]
+        if samples > 1:
+            skips = [s.repeat(samples, 1, 1, 1) for s in skips]
         return self.decoder(z, skips)
 
     @property
@@ -164,7 +165,7 @@ class AutoencoderModule(pl.LightningModule):
         h, skips = self.features(x)
         z, log_ratio = self.bottleneck.importance_samples(h, k)  # (k, B, d), (k, B)
         repeated = target.repeat(k, *[1] * (target.ndim - 1))  # (B, ...) -> (k*B, ...)
-        log_px_z = -self.nll(self.decode_with(z.flatten(0, 1), skips), repeated).view(k, -1)  # (k, B)
+        log_px_z = -self.nll(self.decode_with(z.flatten(0, 1), skips, samples=k), repeated).view(k, -1)  # (k, B)
         return torch.logsumexp(log_px_z + log_ratio, dim=0) - math.log(k)
 
     def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8) -> torch.Tensor:
@@ -179,7 +180,7 @@ class AutoencoderModule(pl.LightningModule):
         """Decoder output (likelihood parameters) and the bottleneck's output for inputs x."""
         h, skips = self.features(x)
         b = self.bottleneck(h)
-        return self.decode_with(b.z, skips), b
+        return self.decode_with(b.z, skips, samples=len(b.z) // len(x)), b
 
     def reconstruction_nll(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, BottleneckOutput]:
         """-log p(target|z) per code (S*B,) for codes z of x (S > 1 for multi-sample bottlenecks), and the bottleneck output."""
