@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-# Fashion-MNIST from Debian's package (when root). (data=breast_cancer writes its CSV itself on first use.)
+# Fashion-MNIST and espeak-ng (data=speech) from Debian's packages (when root). (data=breast_cancer writes its CSV itself.)
 data: $(STAMP)
 	@if [ -f data/fashion_mnist/$(FMNIST_FILE) ] || [ -f /usr/share/datasets/fashion-mnist/$(FMNIST_FILE) ]; then \
 	  echo "Fashion-MNIST: found"; \
@@ -31,6 +31,15 @@ data: $(STAMP)
 	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else \
 	  echo "Fashion-MNIST: not installed; 'apt-get install dataset-fashion-mnist' as root, or aelab downloads it on first use"; \
+	fi
+	@if command -v espeak-ng >/dev/null; then \
+	  echo "espeak-ng: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null && echo "espeak-ng: installed"; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	else \
+	  echo "espeak-ng: not installed; 'apt-get install espeak-ng' as root to make data=speech"; \
 	fi
 
 train: setup

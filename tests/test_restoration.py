@@ -153,7 +153,7 @@ def test_classical_denoiser_raises_psnr_on_noisy_shapes(method: str) -> None:
                                  in_shape=[1, 32, 32])
     denoiser.fit(noisy[:40].flatten(1).double().numpy(), clean[:40].flatten(1).double().numpy())
     assert denoiser.factor in (0.5, 1.0)
-    before, after = quality(noisy[40:], clean[40:], True), quality(denoiser.reconstruct(noisy[40:]).clamp(0, 1), clean[40:], True)
+    before, after = quality(noisy[40:], clean[40:], "image"), quality(denoiser.reconstruct(noisy[40:]).clamp(0, 1), clean[40:], "image")
     assert after["psnr"] > before["psnr"] + 3 and after["ssim"] > before["ssim"]
 
 

@@ -15,7 +15,7 @@ from aelab.density import LatentGMM, TwoStageVAE
 from aelab.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
 from aelab.losses.penalties import Penalty
-from aelab.metrics.reconstruction import reconstruction_metrics
+from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
 
 EVAL_STAGES = ("val", "test")
 
@@ -76,8 +76,8 @@ class AutoencoderModule(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.channels_last = channels_last and len(in_shape) == 3  # NHWC convolutions (tensor cores on GPUs)
         self.compile = compile  # torch.compile the encoder and decoder when the trainer sets the model up
-        image = len(in_shape) == 3  # (C, H, W) gets SSIM too
-        self.metrics = nn.ModuleDict({s: reconstruction_metrics(f"{s}/", image=image) for s in EVAL_STAGES})
+        kind = data_kind(in_shape)  # images get SSIM, signals SNR and SI-SDR
+        self.metrics = nn.ModuleDict({s: reconstruction_metrics(f"{s}/", kind) for s in EVAL_STAGES})
 
     # ---- the API that callbacks, metrics and evaluation use -------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,7 @@ class AutoencoderModule(pl.LightningModule):
         if skips is None:
             return self.decoder(z)
         if samples > 1:
-            skips = [s.repeat(samples, 1, 1, 1) for s in skips]
+            skips = [s.repeat(samples, *[1] * (s.ndim - 1)) for s in skips]
         return self.decoder(z, skips)
 
     @property

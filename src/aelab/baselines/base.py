@@ -14,10 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from aelab.metrics.reconstruction import reconstruction_metrics
-
-DIRECTIONS = {"mse": False, "psnr": True, "ssim": True}  # the torchmetrics metrics each declare it; read below
-
+from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
 
 class Baseline(nn.Module):
     """Subclasses implement `fit(x, target)` on the flattened train split's inputs and clean targets (N, D) as numpy,
@@ -53,7 +50,7 @@ class Baseline(nn.Module):
         """`test/mse`, `test/psnr`, `test/ssim` of the reconstructions, with the direction each metric declares."""
         if not self.reconstructs:
             return {}, {}
-        metrics = reconstruction_metrics("test/", image=len(self.in_shape) == 3)
+        metrics = reconstruction_metrics("test/", data_kind(self.in_shape))
         for xs, ts in zip(x.split(1000), target.split(1000)):
             metrics.update(self.reconstruct(xs), ts)
         values = {k: float(v) for k, v in metrics.compute().items()}

@@ -2,10 +2,12 @@
 
 - `MeanChroma` (colorize): the gray input's luminance with the training targets' mean chroma (one Cb, Cr pair in
   BT.601 YCbCr, whose Y is the gray input itself, so luminance passes through exactly).
-- `ClassicalDenoiser` (denoise, scikit-image): non-local means (Buades et al. 2005) or total-variation denoising
-  (Chambolle 2004), per image, with the noise level estimated from each image (Donoho's wavelet MAD estimator,
-  `estimate_sigma`), so it needs no knowledge of the test level. The one free factor (NLM's h / sigma or TV's
-  weight / sigma) is chosen on `tune_images` noisy/clean training pairs from `factors`, not on test data.
+- `ClassicalDenoiser` (denoise): for images (scikit-image) non-local means (Buades et al. 2005) or total-variation
+  denoising (Chambolle 2004), per image, with the noise level estimated from each image (Donoho's wavelet MAD
+  estimator, `estimate_sigma`), so it needs no knowledge of the test level; for audio clips spectral gating
+  (noisereduce, stationary: a per-frequency threshold from the clip's own spectrum). The one free factor (NLM's
+  h / sigma, TV's weight / sigma, spectral gating's prop_decrease) is chosen on `tune_images` noisy/clean training
+  pairs from `factors`, not on test data.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from aelab.baselines.base import Baseline
 from aelab.colorspace import to_rgb, to_space
 from aelab.errors import ConfigError
+from aelab.metrics.reconstruction import data_kind
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +44,28 @@ class MeanChroma(Baseline):
 
 
 class ClassicalDenoiser(Baseline):
-    """scikit-image's `denoise_nl_means` or `denoise_tv_chambolle` on each image, strength from its estimated noise."""
+    """One classical denoiser applied to each example: NLM or TV for images, spectral gating for audio clips."""
 
     reconstructs = True
-    METHODS = ("nl_means", "tv")
+    METHODS = {"nl_means": "image", "tv": "image", "spectral_gate": "signal"}  # method -> the data it takes
 
     def __init__(self, method: str = "nl_means", factors: tuple[float, ...] = (0.4, 0.6, 0.8, 1.0, 1.3),
-                 tune_images: int = 300, **common: Any) -> None:
+                 tune_images: int = 300, sample_rate: int | None = None, **common: Any) -> None:
         super().__init__(**common)
         if method not in self.METHODS:
             raise ConfigError(f"baseline/denoiser: model.method must be one of {', '.join(self.METHODS)}, got {method!r}")
         self.method, self.factors, self.tune_images = method, tuple(factors), tune_images
-        self.factor = self.factors[0]
+        self.sample_rate, self.factor = sample_rate, self.factors[0]
 
-    def _denoise(self, image: np.ndarray, factor: float) -> np.ndarray:
-        """One image (C, H, W) -> its denoised copy."""
+    def _denoise(self, example: np.ndarray, factor: float) -> np.ndarray:
+        """One example (C, H, W) or (C, L) -> its denoised copy."""
         from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
 
-        hwc = np.moveaxis(image, 0, -1)  # (C, H, W) -> (H, W, C)
+        if self.method == "spectral_gate":
+            import noisereduce
+
+            return noisereduce.reduce_noise(y=example, sr=self.sample_rate, stationary=True, prop_decrease=factor)
+        hwc = np.moveaxis(example, 0, -1)  # (C, H, W) -> (H, W, C)
         sigma = float(estimate_sigma(hwc, channel_axis=-1, average_sigmas=True))
         if self.method == "tv":
             out = denoise_tv_chambolle(hwc, weight=max(factor * sigma, 1e-6), channel_axis=-1)
@@ -68,11 +75,12 @@ class ClassicalDenoiser(Baseline):
         return np.moveaxis(out.reshape(hwc.shape), -1, 0)
 
     def _apply(self, x: np.ndarray, factor: float) -> np.ndarray:
-        return np.stack([self._denoise(image, factor) for image in x])
+        return np.stack([self._denoise(example, factor) for example in x])
 
     def fit(self, x: np.ndarray, target: np.ndarray) -> None:
-        if len(self.in_shape) != 3:
-            raise ConfigError(f"baseline/denoiser needs images (C, H, W), got data.shape={self.in_shape}")
+        if data_kind(self.in_shape) != self.METHODS[self.method]:
+            raise ConfigError(f"baseline/denoiser: method {self.method} takes {self.METHODS[self.method]} data, got "
+                              f"data.shape={self.in_shape}")
         n = min(self.tune_images, len(x))
         noisy, clean = x[:n].reshape(n, *self.in_shape), target[:n].reshape(n, *self.in_shape)
         mse = {f: float(((self._apply(noisy, f) - clean) ** 2).mean()) for f in self.factors}

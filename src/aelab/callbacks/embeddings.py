@@ -56,8 +56,10 @@ class LatentEmbedding(pl.Callback):
         """wandb.Table ready for the embedding projector: label, thumbnail, then one column per latent dim."""
         import wandb
 
-        columns = ["label", "image", *[f"z{i}" for i in range(z.shape[1])]]
+        codes = [f"z{i}" for i in range(z.shape[1])]
+        if x.ndim != 4:  # signals and table rows: no thumbnails
+            return wandb.Table(columns=["label", *codes], data=[[int(y), *map(float, zi)] for y, zi in zip(labels, z)])
         thumbs = (x.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).numpy()  # (N, C, H, W) -> (N, H, W, C)
         rows = [[int(y), wandb.Image(t.squeeze(-1) if t.shape[-1] == 1 else t), *map(float, zi)]
                 for y, t, zi in zip(labels, thumbs, z)]
-        return wandb.Table(columns=columns, data=rows)
+        return wandb.Table(columns=["label", "image", *codes], data=rows)

@@ -1,4 +1,4 @@
-"""Send a PNG from the run folder to every logger that takes images (W&B); the file stays in the run folder."""
+"""Send a PNG or WAV from the run folder to every logger that takes media (W&B); the file stays in the run folder."""
 
 from __future__ import annotations
 
@@ -12,3 +12,9 @@ def log_image(trainer: pl.Trainer, key: str, path: Path, caption: str = "") -> N
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[str(path)], caption=[caption], step=trainer.global_step)
+
+
+def log_audio(trainer: pl.Trainer, key: str, path: Path, caption: str = "") -> None:
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_audio(key=key, audios=[str(path)], caption=[caption], step=trainer.global_step)

@@ -60,3 +60,62 @@ class SaltAndPepper(nn.Module):
 
     def at_level(self, level: float) -> "SaltAndPepper":
         return SaltAndPepper(level, self.lo, self.hi)
+
+
+def per_example(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ...) broadcastable against x."""
+    return values.view(len(x), *[1] * (x.ndim - 1))
+
+
+class AdditiveNoise(nn.Module):
+    """Audio: white Gaussian noise scaled per example to a signal-to-noise ratio of `snr_db` (a number, or a range
+    [lo, hi] drawn uniformly per example); SNR = 10 log10(sum x^2 / sum n^2)."""
+
+    def __init__(self, snr_db: float | list[float] = 5.0) -> None:
+        super().__init__()
+        self.snr_db = snr_db if isinstance(snr_db, (int, float)) else tuple(snr_db)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.snr_db, tuple):
+            snr = torch.empty(len(x), dtype=x.dtype, device=x.device).uniform_(*self.snr_db)
+        else:
+            snr = torch.full((len(x),), float(self.snr_db), dtype=x.dtype, device=x.device)
+        noise = torch.randn_like(x)
+        power = x.flatten(1).pow(2).sum(1) / noise.flatten(1).pow(2).sum(1)  # (B,) signal / unit-noise energy
+        return x + noise * per_example(x, torch.sqrt(power * 10 ** (-snr / 10)))
+
+    def at_level(self, level: float) -> "AdditiveNoise":
+        return AdditiveNoise(level)
+
+
+class Clipping(nn.Module):
+    """Audio: every sample clamped to +-`level` times the example's peak (level in (0, 1]; smaller is harsher)."""
+
+    def __init__(self, level: float = 0.3) -> None:
+        super().__init__()
+        if not 0 < level <= 1:
+            raise ConfigError(f"task.corruption.level must be in (0, 1], got {level}")
+        self.level = level
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        limit = per_example(x, self.level * x.flatten(1).abs().amax(1))
+        return torch.minimum(torch.maximum(x, -limit), limit)
+
+    def at_level(self, level: float) -> "Clipping":
+        return Clipping(level)
+
+
+class DroppedSegments(nn.Module):
+    """Audio: each segment of `segment` samples along the last axis set to 0 with probability p (lost packets)."""
+
+    def __init__(self, p: float = 0.2, segment: int = 256) -> None:
+        super().__init__()
+        self.p, self.segment = p, segment
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = -(-x.shape[-1] // self.segment)  # segments per example, the last one may be short
+        keep = (torch.rand(*x.shape[:-1], n, device=x.device) >= self.p).to(x.dtype)  # (B, C, n)
+        return x * keep.repeat_interleave(self.segment, dim=-1)[..., : x.shape[-1]]
+
+    def at_level(self, level: float) -> "DroppedSegments":
+        return DroppedSegments(level, self.segment)

@@ -29,6 +29,7 @@ class Evaluation:
 
     metrics: dict[str, float] = field(default_factory=dict)  # "test/<name>" -> value
     images: dict[str, Path] = field(default_factory=dict)  # logger key -> PNG in the run folder
+    audio: dict[str, Path] = field(default_factory=dict)  # logger key -> WAV in the run folder
     notes: list[str] = field(default_factory=list)  # what was skipped or approximated, in words
     higher_is_better: dict[str, bool | None] = field(default_factory=dict)  # "test/<name>" -> direction; None: not ranked
 
@@ -72,7 +73,7 @@ def run_suite(suite: Mapping[str, Any] | None, model: pl.LightningModule, data: 
     """Build and run every evaluator of the `eval` config; log metrics and images to the trainer's loggers;
     return their metrics, directions and notes in one Evaluation."""
     from aelab.build import build
-    from aelab.callbacks.logging import log_image
+    from aelab.callbacks.logging import log_audio, log_image
 
     evaluators: dict[str, Evaluator] = {name: build(node) for name, node in (suite or {}).items()}
     total = Evaluation()
@@ -88,9 +89,11 @@ def run_suite(suite: Mapping[str, Any] | None, model: pl.LightningModule, data: 
         total.metrics.update(result.metrics)
         total.higher_is_better.update({m: evaluator.direction(m) for m in result.metrics})
         total.notes.extend(f"eval.{name}: {note}" for note in result.notes)
-        for key, path in result.images.items():
-            if trainer is not None:
+        if trainer is not None:
+            for key, path in result.images.items():
                 log_image(trainer, key, path, caption=name)
+            for key, path in result.audio.items():
+                log_audio(trainer, key, path, caption=name)
     for note in total.notes:
         log.info("%s", note)
     if trainer is not None and total.metrics:

@@ -13,27 +13,28 @@ import torch
 from torch import nn
 
 from aelab.errors import ConfigError
-from aelab.nets.conv import down_stack, up_stack
+from aelab.nets.conv import CONVS, down_stack, up_stack
 
 
 class ResidualBlock(nn.Module):
-    """Two 3x3 convs with an identity shortcut, then the activation; keeps (B, C, H, W)."""
+    """Two 3x3 convs with an identity shortcut, then the activation; keeps (B, C, H, W) (or (B, C, L) with Conv1d)."""
 
-    def __init__(self, channels: int, activation: Callable[[], nn.Module]) -> None:
+    def __init__(self, channels: int, activation: Callable[[], nn.Module], conv: type[nn.Module] = nn.Conv2d) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), activation(),
-                                  nn.Conv2d(channels, channels, 3, padding=1))
+        self.body = nn.Sequential(conv(channels, channels, 3, padding=1), activation(),
+                                  conv(channels, channels, 3, padding=1))
         self.act = activation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(x + self.body(x))
 
 
-def _blocks(blocks: int, activation: Callable[[], nn.Module]) -> Callable[[int], list[nn.Module]]:
-    """The per-stage extra layers: `blocks` residual blocks at that stage's width."""
+def _blocks(blocks: int, activation: Callable[[], nn.Module], shape: list[int]) -> Callable[[int], list[nn.Module]]:
+    """The per-stage extra layers: `blocks` residual blocks at that stage's width, 1-D for signals (C, L)."""
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
         raise ConfigError(f"resnet: model.encoder.blocks must be an integer >= 0, got {blocks!r}")
-    return lambda channels: [ResidualBlock(channels, activation) for _ in range(blocks)]
+    conv = CONVS.get(len(shape) - 1, (nn.Conv2d,))[0]
+    return lambda channels: [ResidualBlock(channels, activation, conv) for _ in range(blocks)]
 
 
 class ResNetEncoder(nn.Module):
@@ -42,7 +43,7 @@ class ResNetEncoder(nn.Module):
     def __init__(self, in_shape: list[int], channels: list[int], blocks: int,
                  activation: Callable[[], nn.Module]) -> None:
         super().__init__()
-        self.net, self.out_dim = down_stack(in_shape, channels, activation, _blocks(blocks, activation), "resnet")
+        self.net, self.out_dim = down_stack(in_shape, channels, activation, _blocks(blocks, activation, in_shape), "resnet")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, C, H, W) -> (B, C_last * h * w)
@@ -54,7 +55,7 @@ class ResNetDecoder(nn.Module):
     def __init__(self, out_shape: list[int], latent_dim: int, channels: list[int], blocks: int,
                  activation: Callable[[], nn.Module]) -> None:
         super().__init__()
-        self.net = up_stack(out_shape, latent_dim, channels, activation, _blocks(blocks, activation), "resnet")
+        self.net = up_stack(out_shape, latent_dim, channels, activation, _blocks(blocks, activation, out_shape), "resnet")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)  # (B, d) -> (B, C_last, h, w) -> ... -> (B, C, H, W)

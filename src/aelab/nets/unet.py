@@ -27,10 +27,10 @@ class UNetEncoder(ConvEncoder):
     """ConvEncoder that also returns its input and its stage outputs (all but the last, which becomes the code) as skips."""
 
     def __init__(self, in_shape: list[int], channels: list[int], activation: Callable[[], nn.Module],
-                 skips: bool = True) -> None:
-        super().__init__(in_shape, channels, activation)
+                 skips: bool = True, kernel_size: int = 3) -> None:
+        super().__init__(in_shape, channels, activation, kernel_size)
         self.skips = bool(skips)
-        convs = [i for i, layer in enumerate(self.net) if isinstance(layer, nn.Conv2d)]
+        convs = [i for i, layer in enumerate(self.net) if isinstance(layer, (nn.Conv1d, nn.Conv2d))]
         self.taps = [i + 1 for i in convs[:-1]]  # after each stage's activation, except the bottom stage
 
     def with_skips(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
@@ -50,20 +50,20 @@ class UNetDecoder(ConvDecoder):
     input (the first skip) to its output."""
 
     def __init__(self, out_shape: list[int], latent_dim: int, channels: list[int], activation: Callable[[], nn.Module],
-                 skip_dropout: float = 0.0) -> None:
-        super().__init__(out_shape, latent_dim, channels, activation)
+                 skip_dropout: float = 0.0, kernel_size: int = 3) -> None:
+        super().__init__(out_shape, latent_dim, channels, activation, kernel_size)
         if not 0.0 <= skip_dropout < 1.0:
             raise ConfigError(f"unet: model.decoder.skip_dropout must be in [0, 1), got {skip_dropout!r}")
         self.skip_dropout = skip_dropout
-        ups = [i for i, layer in enumerate(self.net) if isinstance(layer, nn.ConvTranspose2d)]
+        ups = [i for i, layer in enumerate(self.net) if isinstance(layer, (nn.ConvTranspose1d, nn.ConvTranspose2d))]
         self.merges = ups[1:]  # before every transposed conv but the first: the map there has a skip's size
 
     def forward(self, z: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """(B, d) and optional skip maps (top to bottom, as the encoder gives them) -> (B, C, H, W)."""
+        """(B, d) and optional skip maps (top to bottom, as the encoder gives them) -> (B, C, H, W) or (B, C, L)."""
         if skips is None:
             return self.net(z)
         if self.training and self.skip_dropout > 0:  # per example, all skips at once: the code alone must do
-            keep = (torch.rand(len(z), 1, 1, 1, device=z.device) >= self.skip_dropout).to(z.dtype)
+            keep = (torch.rand(len(z), *[1] * (skips[0].ndim - 1), device=z.device) >= self.skip_dropout).to(z.dtype)
             skips = [s * keep for s in skips]
         pending = list(reversed(skips))  # bottom-up, the order the decoder meets them
         h = z
@@ -71,4 +71,4 @@ class UNetDecoder(ConvDecoder):
             if i in self.merges:
                 h = h + pending.pop(0)
             h = layer(h)
-        return h + pending.pop(0)  # the input: (B, C, H, W)
+        return h + pending.pop(0)  # the input: (B, C, H, W) or (B, C, L)
