@@ -17,6 +17,9 @@ from conftest import CONF_DIR, compose_cfg
 VARIANTS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
 ARCHS = sorted(p.stem for p in (Path(CONF_DIR) / "model" / "arch").glob("*.yaml"))
 LATENT = 8  # valid for every variant: a multiple of vq's code_dim, >= ksparse's k
+SIGNAL_ARCHS = {"conv1d", "unet1d"}  # architectures for (C, L) signals: checked on audio-like clips, not on digits
+SIGNAL = ["data=audio_folder", "data.path=unused", "data.clip_length=256",  # the model is sized from data.shape only
+          "model.encoder.channels=[8,16]"]  # small: the contract is about wiring, and cae's exact Jacobian is costly
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +29,35 @@ def digits_batch() -> dict[str, torch.Tensor]:
     return data.fixed_batch("train", 128)
 
 
+@pytest.fixture(scope="module")
+def signal_batch() -> dict[str, torch.Tensor]:
+    """128 clips (1, 256) of two sinusoids with random frequencies and phases, amplitude below 1."""
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(256) / 8000.0
+    f, phase = 100 + 1500 * torch.rand(128, 2, 1, generator=gen), 6.28 * torch.rand(128, 2, 1, generator=gen)
+    x = 0.4 * torch.sin(6.283 * f * t + phase).sum(1, keepdim=True)  # (128, 1, 256)
+    return {"x": x, "target": x, "y": torch.zeros(128, dtype=torch.long)}
+
+
 def make(variant: str, arch: str, tmp_path: Path):
     torch.manual_seed(0)
-    cfg = compose_cfg(["data=digits", f"model={variant}", f"model/arch={arch}", f"model.latent_dim={LATENT}"], tmp_path)
+    data = SIGNAL if arch in SIGNAL_ARCHS else ["data=digits"]
+    cfg = compose_cfg([*data, f"model={variant}", f"model/arch={arch}", f"model.latent_dim={LATENT}"], tmp_path)
     return build(cfg.model), cfg
+
+
+def batch_for(arch: str, request: pytest.FixtureRequest) -> dict[str, torch.Tensor]:
+    return request.getfixturevalue("signal_batch" if arch in SIGNAL_ARCHS else "digits_batch")
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_api_shapes(variant: str, arch: str, tmp_path: Path, digits_batch: dict) -> None:
+def test_api_shapes(variant: str, arch: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     own_arch_or_skip(variant, arch, tmp_path)
     model, _ = make(variant, arch, tmp_path)
-    check.encode_shapes(model, digits_batch)
-    assert model.encode(digits_batch["x"][:3]).shape == (3, LATENT)
+    batch = batch_for(arch, request)
+    check.encode_shapes(model, batch)
+    assert model.encode(batch["x"][:3]).shape == (3, LATENT)
 
 
 def own_arch_or_skip(variant: str, arch: str, tmp_path: Path) -> None:
@@ -47,21 +66,22 @@ def own_arch_or_skip(variant: str, arch: str, tmp_path: Path) -> None:
         pytest.skip(f"{variant} is defined on model/arch={own}")
 
 
-@pytest.mark.parametrize("arch", ["mlp", "unet"])  # unet: the skip maps go through every bottleneck's decoder path
+@pytest.mark.parametrize("arch", ["mlp", "unet", "unet1d"])  # unet: skip maps go through every bottleneck's decoder path
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_loss_terms_are_finite_scalars_with_gradients(variant: str, arch: str, tmp_path: Path, digits_batch: dict) -> None:
+def test_loss_terms_are_finite_scalars_with_gradients(variant: str, arch: str, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
     own_arch_or_skip(variant, arch, tmp_path)
     model, cfg = make(variant, arch, tmp_path)
     assert set(cfg.model.loss_weights) <= {*model.bottleneck.terms, *model.penalties}, "weights name emitted terms"
-    check.finite_terms(model, digits_batch)
+    check.finite_terms(model, batch_for(arch, request))
 
 
-@pytest.mark.parametrize("arch", ["mlp", "unet"])
+@pytest.mark.parametrize("arch", ["mlp", "unet", "unet1d"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_a_few_steps_lower_the_loss(variant: str, arch: str, tmp_path: Path, digits_batch: dict) -> None:
+def test_a_few_steps_lower_the_loss(variant: str, arch: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     own_arch_or_skip(variant, arch, tmp_path)
     model, _ = make(variant, arch, tmp_path)
-    check.loss_decreases(model, digits_batch)
+    check.loss_decreases(model, batch_for(arch, request))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -7,9 +7,12 @@ Modes: `reconstruct`, `restore` and `colorize` write one PNG per input image (ta
 the anomaly score and the flag from the threshold stored at training time; `sample` writes `n` new examples;
 `export` writes the encoder, decoder and autoencoder as torch.export programs (.pt2) and ONNX files, checked
 against PyTorch with onnxruntime. `auto` picks by the run: an anomaly run (it stored a threshold) scores, else by
-its task (denoise: restore, colorize: colorize, else reconstruct). Inputs go through the run's own preprocessing (best.ckpt carries it: image size and
-channels, a table's columns and standardisation). A file that does not fit (unreadable, wrong channels, missing
-columns) gets one line and is skipped; the rest are done; `apply.json` lists both.
+its task (denoise: restore, colorize: colorize, else reconstruct). Inputs go through the run's own preprocessing
+(best.ckpt carries it: image size and channels, a table's columns and standardisation, audio's sample rate and clip
+length). Audio runs restore or reconstruct WAV/FLAC/OGG files of any length: each is resampled to the run's rate,
+processed in half-overlapping clips stitched back with a Hann window, and written as a WAV of the input's length
+and sample rate. A file that does not fit (unreadable, wrong channels, missing columns) gets one line and is
+skipped; the rest are done; `apply.json` lists both.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def table_inputs(paths: list[Path], prep: dict) -> Inputs:
 
 
 def input_files(path: Path, kind: str) -> list[Path]:
-    suffixes = (".csv",) if kind == "table" else (".png", ".jpg", ".jpeg")
+    suffixes = {"table": (".csv",), "audio": (".wav", ".flac", ".ogg")}.get(kind, (".png", ".jpg", ".jpeg"))
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -175,6 +178,11 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"mode={mode} needs input=<file or folder>")
     root = Path(cfg.input).expanduser()
     files = input_files(root, prep["kind"])
+    if prep["kind"] == "audio":
+        if mode not in ("reconstruct", "restore"):
+            raise ConfigError(f"mode={mode} is not available for audio runs (reconstruct, restore, sample, export are)")
+        record.update(restore_audio(model, files, root if root.is_dir() else root.parent, prep, out, cfg.batch_size))
+        return record
     if prep["kind"] == "table":
         inputs = table_inputs(files, prep)
     else:
@@ -197,10 +205,43 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
+def restore_audio(model: Any, files: list[Path], root: Path, prep: dict, out: Path, size: int) -> dict[str, Any]:
+    """Each audio file restored (or reconstructed) whole: a WAV of its own length and rate at its relative path."""
+    import numpy as np
+
+    from aelab.data.audio import overlap_add, read_audio, resample, write_audio
+    from aelab.evals.base import batched
+
+    written, skipped = [], []
+    for f in files:
+        try:
+            wave, rate = read_audio(f, None)  # (T,) at the file's own rate
+        except DataError as err:
+            skip(skipped, str(err))
+            continue
+        top = float(np.abs(wave).max())
+        scale = prep["peak"] / top if top > 0 else 1.0  # the level the run was trained at, undone afterwards
+        at_model = resample(wave * scale, rate, prep["sample_rate"])
+        restored = overlap_add(at_model, prep["clip_length"], lambda x: batched(model.reconstruct, x, device=model.device,
+                                                                               size=size))
+        back = resample(restored / scale, prep["sample_rate"], rate)[: len(wave)]
+        back = np.pad(back, (0, len(wave) - len(back)))  # resampling may give one sample less
+        target = (out / f.relative_to(root)).with_suffix(".wav")
+        written.append(str(write_audio(target, back, rate).relative_to(out)))
+    if not written:
+        raise DataError(f"none of the {len(files)} input file(s) could be read (see the lines above)")
+    return {"written": written, "skipped": skipped}
+
+
 def write_outputs(x: Any, names: list[str], prep: dict, out: Path, table_name: str) -> list[str]:
-    """Images as PNGs; table rows back on the data's scale (un-standardised) in one CSV."""
+    """Images as PNGs; audio clips as WAVs at the run's rate; table rows back on the data's scale in one CSV."""
     if prep["kind"] == "image":
         return write_images(x, names, out)
+    if prep["kind"] == "audio":
+        from aelab.data.audio import write_audio
+
+        return [str(write_audio((out / n).with_suffix(".wav"), clip, prep["sample_rate"]).relative_to(out))
+                for clip, n in zip(x, names)]
     raw = x.double() * prep["std"] + prep["mean"]
     return [write_table(out / table_name, ["file", *prep["columns"]], [[n, *map(float, r)] for n, r in zip(names, raw)])]
 

@@ -176,3 +176,21 @@ class AudioFolderDataModule(InMemoryDataModule):
         fig.savefig(path, dpi=80)
         plt.close(fig)
         return path
+
+
+def overlap_add(wave: np.ndarray, length: int, fn) -> np.ndarray:
+    """A long signal (T,) processed by `fn` on clips (n, 1, length) at 50% overlap, Hann-weighted and summed back
+    (normalised by the summed window, so an identity `fn` returns `wave` exactly); the ends are padded first."""
+    from scipy.signal import get_window
+
+    hop = length // 2
+    padded = np.concatenate([np.zeros(hop, np.float32), wave.astype(np.float32), np.zeros(hop, np.float32)])
+    clips = to_clips(padded, length, hop)  # (n, L)
+    done = fn(torch.from_numpy(clips).unsqueeze(1)).squeeze(1).numpy()  # (n, 1, L) -> (n, L)
+    window = get_window("hann", length).astype(np.float32)
+    total = np.zeros((len(clips) - 1) * hop + length, np.float32)
+    weight = np.zeros_like(total)
+    for i, clip in enumerate(done):
+        total[i * hop: i * hop + length] += clip * window
+        weight[i * hop: i * hop + length] += window
+    return (total / np.maximum(weight, 1e-8))[hop: hop + len(wave)]
