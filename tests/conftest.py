@@ -38,6 +38,14 @@ def read_result(run_dir: Path) -> dict:
     return json.loads((run_dir / "result.json").read_text())
 
 
+def wandb_summary(run: Path) -> dict:
+    """The run's offline W&B log read back by `wandb leet inspect --summary --json`."""
+    wandb_dir = Path(read_result(run)["wandb_dir"])
+    out = run_cli("wandb", ["leet", "inspect", "--summary", "--json", str(wandb_dir)])
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 @pytest.fixture(autouse=True)
 def offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process runs never reach for the network."""

@@ -15,7 +15,7 @@ from aelab.data.corruptions import AdditiveNoise, Clipping, DroppedSegments
 from aelab.errors import DataError
 from aelab.evals.restoration import quality
 from aelab.tasks import Task
-from conftest import compose_cfg, read_result, run_cli
+from conftest import compose_cfg, read_result, run_cli, wandb_summary
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make setup)")
 
@@ -110,12 +110,15 @@ def test_apply_restores_a_ten_second_noisy_wav_of_an_unheard_voice(speech: Path,
     done = run_cli("aelab-train", ["experiment=speech_denoise", "data=audio_folder", f"data.path={speech}",
                                    f"data.test_groups=[{VOICES[5]}]", "data.clip_length=1024", "model.latent_dim=32",
                                    "model.encoder.channels=[16,32,32,64]", "model.optimizer.lr=3e-3",
-                                   "trainer.max_epochs=12", "logger=none",
+                                   "trainer.max_epochs=12",
                                    "callbacks.progress=null", "callbacks.embeddings=null", f"paths.output_dir={run}",
                                    f"paths.data_dir={tmp_path / 'data'}"])
     assert done.returncode == 0, done.stderr[-2000:]
     assert read_result(run)["metrics"]["test/si_sdr_gain@5"] > 0
     assert {p.name for p in (run / "restoration_audio").iterdir()} >= {"clip0_noisy.wav", "clip0_restored.wav", "clip0_clean.wav"}
+    logged = wandb_summary(run)  # the offline W&B run, read back: the clips are audio media
+    summary = logged.get("summary", logged)
+    assert summary["test/audio_clip0_restored"]["_type"] == "audio" and summary["test/si_sdr_gain@5"] > 0
     words = sorted((speech / VOICES[5]).glob("*.wav"))
     clean = np.concatenate([read_audio(f, 8000)[0] for f in words])[: 10 * 8000]  # 10 s at 8 kHz
     rng = np.random.default_rng(0)

@@ -22,7 +22,7 @@ def write_run(sweep: Path, job: int, run: dict, metrics: dict, directions: dict,
     folder = sweep / str(job)
     (folder / ".hydra").mkdir(parents=True)
     record = {"state": state, "metrics": metrics, "higher_is_better": directions, "seed": seed,
-              "run": {"data": "fashion_mnist", "arch": "conv", **run, "seed": seed}, "overrides": [f"job={job}"],
+              "run": {"data": "fashion_mnist", "arch": "conv", **run, "seed": seed}, "overrides": [f"seed={seed}"],
               "wall_time_s": 10.0, "started_at": 1000.0 + job, "finished_at": 1010.0 + job}
     (folder / "result.json").write_text(json.dumps(record))
     config = {"trainer": {"max_epochs": 3}, "model": {"_target_": "aelab.module.AutoencoderModule"}}
@@ -225,3 +225,18 @@ def test_each_table_has_the_papers_schedule_for_a_gpu(name: str) -> None:
     cpu, gpu = compose_cfg([f"experiment=paper/{name}"]), compose_cfg([f"experiment=paper/gpu/{name}"])
     assert gpu.trainer.accelerator == "gpu" and gpu.trainer.max_epochs > cpu.trainer.max_epochs
     assert gpu.reference.name == cpu.reference.name == name and gpu.eval.keys() == cpu.eval.keys()  # same evaluators
+
+
+def test_runs_that_differ_in_another_override_are_separate_rows(tmp_path: Path) -> None:
+    """Two colour spaces of one model must not be averaged as if they were seeds of one row."""
+    for job, (space, seed, psnr) in enumerate([("rgb", 0, 28.0), ("rgb", 1, 29.0), ("ycbcr", 0, 31.0), ("ycbcr", 1, 30.0)]):
+        write_run(tmp_path, job, {"model": "ae", "latent_dim": 64}, {"test/psnr": psnr}, {"test/psnr": True}, seed=seed)
+        path = tmp_path / str(job) / "result.json"
+        record = json.loads(path.read_text())
+        record["overrides"] = ["experiment=photo_colorize", f"task.space={space}", f"seed={seed}"]
+        path.write_text(json.dumps(record))
+    report(tmp_path, ["test/psnr"])
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    assert "task.space" in lines[0] and "experiment" not in lines[0]
+    assert any(line.startswith("| ae ") and "| rgb |" in line and "28.5 ± 0.71 (n=2)" in line for line in lines)
+    assert any("| ycbcr |" in line and "**30.5 ± 0.71 (n=2)**" in line for line in lines)

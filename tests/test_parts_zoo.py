@@ -132,7 +132,7 @@ def test_resnet_round_trip_restores_any_shape(shape: list[int]) -> None:
 def test_resnet_refuses_too_many_downsamplings_and_flat_data() -> None:
     with pytest.raises(ConfigError, match="too many for an input of size 8"):
         ResNetEncoder([1, 8, 8], channels=[4, 4, 4, 4, 4], blocks=1, activation=torch.nn.ReLU)
-    with pytest.raises(ConfigError, match="resnet needs image data"):
+    with pytest.raises(ConfigError, match=r"resnet needs signals \(C, L\) or images \(C, H, W\), got data.shape=\[64\]"):
         ResNetDecoder([64], latent_dim=2, channels=[4], blocks=1, activation=torch.nn.ReLU)
 
 

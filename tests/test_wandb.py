@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, read_result, run_cli
+from conftest import FAST, read_result, run_cli, wandb_summary
 
 LATENT = 6
 
@@ -27,13 +27,6 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return run, out.stdout
 
 
-def inspect(run: Path) -> dict:
-    wandb_dir = Path(read_result(run)["wandb_dir"])
-    out = run_cli("wandb", ["leet", "inspect", "--summary", "--json", str(wandb_dir)])
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
 def test_offline_run_lives_in_the_run_folder(wandb_run: tuple[Path, str]) -> None:
     run, stdout = wandb_run
     wandb_dir = Path(read_result(run)["wandb_dir"])
@@ -43,7 +36,7 @@ def test_offline_run_lives_in_the_run_folder(wandb_run: tuple[Path, str]) -> Non
 
 
 def test_config_is_logged_as_nested_keys(wandb_run: tuple[Path, str]) -> None:
-    data = inspect(wandb_run[0])
+    data = wandb_summary(wandb_run[0])
     assert data["state"] == "finished" and data["exit_code"] == 0
     config = data["config"]
     assert config["model"]["name"] == "vae" and config["model"]["latent_dim"] == LATENT
@@ -52,7 +45,7 @@ def test_config_is_logged_as_nested_keys(wandb_run: tuple[Path, str]) -> None:
 
 def test_metrics_image_and_table_are_logged(wandb_run: tuple[Path, str]) -> None:
     run = wandb_run[0]
-    summary = inspect(run)["summary"]
+    summary = wandb_summary(run)["summary"]
     result = read_result(run)["metrics"]
     best = {"val/mse": "min", "val/psnr": "max", "val/ssim": "max", "val/elbo": "max"}  # defined summaries
     for key, how in best.items():
@@ -87,6 +80,6 @@ def test_unreachable_server_falls_back_to_offline(tmp_path: Path) -> None:
     assert "cannot be reached, logging offline" in out.stdout + out.stderr
     result = read_result(tmp_path / "run")
     assert result["state"] == "completed" and Path(result["wandb_dir"]).name.startswith("offline-run-")
-    summary = inspect(tmp_path / "run")["summary"]
+    summary = wandb_summary(tmp_path / "run")["summary"]
     assert summary["test/mse"] == pytest.approx(result["metrics"]["test/mse"])
     assert elapsed < 120  # the whole run, not 90 s of W&B retries on top of it

@@ -26,6 +26,7 @@ SUITE_METRICS = ("test/probe_acc", "test/knn_acc", "test/auroc", "test/auprc", "
                  "test/precision", "test/recall")
 # evaluation-suite columns, shown when any run has them
 KEYS = ("model", "arch", "data", "latent_dim", "normal_classes")
+DESCRIBED = {"model", "model/arch", "data", "model.latent_dim", "data.normal_classes", "seed", "experiment"}  # by KEYS
 
 
 def directions(runs: list[tuple[Path, dict]]) -> dict[str, bool | None]:
@@ -50,14 +51,24 @@ def load_runs(sweep: Path) -> list[tuple[Path, dict]]:
     return runs
 
 
+def overrides(record: dict) -> dict[str, str]:
+    """The run's command-line overrides as key -> value, without those KEYS already describe and the seed."""
+    pairs = (o.lstrip("+").partition("=") for o in record.get("overrides") or [] if not o.startswith("~"))
+    return {k: v for k, sep, v in pairs if sep and k not in DESCRIBED}
+
+
 def group(runs: list[tuple[Path, dict]], metrics: list[str]) -> tuple[list[str], dict[tuple, dict[str, Cell]], dict]:
-    """Row-key columns that vary, per row key the metric cells of completed runs, and the keys that do not vary."""
+    """Row-key columns that vary (KEYS, then any other override that differs between runs, e.g. task.space), per
+    row key the metric cells of completed runs, and the keys that do not vary."""
     done = [r for _, r in runs if r["state"] == "completed"]
-    varying = [k for k in KEYS if len({r.get("run", {}).get(k) for r in done}) > 1 or k in ("model", "latent_dim")]
+    values = [{**{k: r.get("run", {}).get(k) for k in KEYS}, **overrides(r)} for r in done]
+    named = list(dict.fromkeys(k for v in values for k in v if k not in KEYS))
+    varying = [k for k in KEYS if len({v.get(k) for v in values}) > 1 or k in ("model", "latent_dim")]
+    varying += [k for k in named if len({v.get(k) for v in values}) > 1]
     constant = {k: done[0].get("run", {}).get(k) for k in KEYS if k not in varying} if done else {}
     rows: dict[tuple, dict[str, Cell]] = {}
-    for r in done:
-        key = tuple(r.get("run", {}).get(k) for k in varying)
+    for r, v in zip(done, values):
+        key = tuple(v.get(k) for k in varying)
         cells = rows.setdefault(key, {m: Cell() for m in metrics})
         for m in metrics:
             if m in r["metrics"]:
