@@ -18,7 +18,7 @@ from aelab.data.base import InMemoryDataModule, Splits
 from aelab.data.corruptions import GaussianNoise
 from aelab.evals.anomaly import AnomalyDetection, detection_metrics
 from aelab.evals.restoration import Restoration
-from aelab.tasks import LUMA, Colorize, Denoise, Task
+from aelab.tasks import Colorize, Denoise, Task
 from conftest import FAST, compose_cfg, read_result, run_cli
 
 
@@ -42,7 +42,7 @@ def test_denoise_inputs_are_fixed_for_eval_and_fresh_for_training() -> None:
 def test_colorize_input_is_the_luminance() -> None:
     rgb = torch.rand(4, 3, 5, 5)
     gray = Colorize().inputs(rgb)
-    expected = LUMA[0] * rgb[:, 0] + LUMA[1] * rgb[:, 1] + LUMA[2] * rgb[:, 2]
+    expected = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]  # ITU-R BT.601 luma
     assert gray.shape == rgb.shape and all(torch.allclose(gray[:, c], expected) for c in range(3))
 
 

@@ -26,7 +26,8 @@ SUITE_METRICS = ("test/probe_acc", "test/knn_acc", "test/auroc", "test/auprc", "
                  "test/precision", "test/recall")
 # evaluation-suite columns, shown when any run has them
 KEYS = ("model", "arch", "data", "latent_dim", "normal_classes")
-DESCRIBED = {"model", "model/arch", "data", "model.latent_dim", "data.normal_classes", "seed", "experiment"}  # by KEYS
+DESCRIBED = {"model", "model/arch", "data", "model.latent_dim", "data.normal_classes"}  # overrides that KEYS show
+BOOKKEEPING = ("seed", "experiment", "threads", "logger", "resume", "paths.", "hydra", "callbacks.")  # never a row
 
 
 def directions(runs: list[tuple[Path, dict]]) -> dict[str, bool | None]:
@@ -52,9 +53,9 @@ def load_runs(sweep: Path) -> list[tuple[Path, dict]]:
 
 
 def overrides(record: dict) -> dict[str, str]:
-    """The run's command-line overrides as key -> value, without those KEYS already describe and the seed."""
+    """The run's command-line overrides as key -> value, without those KEYS show and bookkeeping (seed, paths, ...)."""
     pairs = (o.lstrip("+").partition("=") for o in record.get("overrides") or [] if not o.startswith("~"))
-    return {k: v for k, sep, v in pairs if sep and k not in DESCRIBED}
+    return {k: v for k, sep, v in pairs if sep and k not in DESCRIBED and not k.startswith(BOOKKEEPING)}
 
 
 def group(runs: list[tuple[Path, dict]], metrics: list[str]) -> tuple[list[str], dict[tuple, dict[str, Cell]], dict]:
