@@ -31,6 +31,28 @@ def leet_summary(run: Path) -> dict:
     return json.loads(out.stdout)
 
 
+def sweep_runs(sweep_dir: Path) -> dict[str, dict]:
+    """The runs in the sweep-level W&B folder, each read back with `wandb leet inspect`: job folder -> summary."""
+    found = {}
+    for link in sorted((sweep_dir / "wandb").glob("*run-*")):
+        out = run_cli("wandb", ["leet", "inspect", "--summary", "--json", str(link)])
+        assert out.returncode == 0, out.stderr
+        found[link.resolve().parent.parent.name] = json.loads(out.stdout)
+    return found
+
+
+def leet_screen(folder: Path, wait: float = 8.0) -> str:
+    """`wandb leet <folder>` started in a real terminal (tmux), its screen captured after `wait` seconds."""
+    session = f"leet{os.getpid()}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "50", f"{BIN / 'wandb'} leet {folder}"],
+                   check=True)
+    try:
+        time.sleep(wait)
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def joblib_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """model=ae,vae x seed=0,1 through joblib with 2 workers, logged offline to W&B."""
@@ -58,6 +80,18 @@ def test_runs_share_a_wandb_group_and_name_their_overrides(joblib_sweep: Path) -
         raw = run_cli("wandb", ["leet", "inspect", record["wandb_dir"]]).stdout
         assert f'run_group:  "{joblib_sweep.name}"' in raw
         assert f'job_type:  "{record["run"]["model"]}"' in raw
+
+
+def test_the_whole_sweep_is_one_local_dashboard(joblib_sweep: Path) -> None:
+    runs = sweep_runs(joblib_sweep)
+    assert sorted(runs) == ["0", "1", "2", "3"]  # one readable run per job
+    for job, data in runs.items():
+        record = read_result(joblib_sweep / job)
+        assert data["state"] == "finished" and data["name"] == ",".join(record["overrides"])
+        assert Path(record["wandb_dir"]).name in {p.name for p in (joblib_sweep / "wandb").iterdir()}
+    screen = leet_screen(joblib_sweep / "wandb")
+    assert "Runs [4 items]" in screen
+    assert all(Path(read_result(joblib_sweep / job)["wandb_dir"]).name[:30] in screen for job in runs)
 
 
 def test_report_matches_the_run_folders(joblib_sweep: Path) -> None:
@@ -95,9 +129,9 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
     assert found["0"]["state"] == "failed" and "positive integer" in found["0"]["error"]
     assert found["1"]["state"] == "completed"
     assert "1 of 2 jobs did not complete: 0" in out.stdout + out.stderr
-    failed_run = next((tmp_path / "0" / "wandb").glob("offline-run-*"))
-    data = json.loads(run_cli("wandb", ["leet", "inspect", "--summary", "--json", str(failed_run)]).stdout)
-    assert data["exit_code"] == 1
+    runs = sweep_runs(tmp_path)  # the sweep-level folder shows the failed job as failed
+    assert runs["0"]["exit_code"] == 1 and runs["0"]["state"] == "failed" and runs["1"]["state"] == "finished"
+    assert f"wandb leet {tmp_path / 'wandb'}" in out.stdout and f"wandb sync {tmp_path}/*/wandb/*run-*" in out.stdout
     report = run_cli("aelab-report", [str(tmp_path)])
     assert "not averaged in" in report.stdout and "failed" in (tmp_path / "report.md").read_text()
 
@@ -110,8 +144,10 @@ def test_resume_after_a_kill_skips_finished_jobs_and_continues_the_interrupted_o
     deadline = time.time() + 300
     while not (tmp_path / "1" / "checkpoints" / "last.ckpt").is_file() and time.time() < deadline:
         time.sleep(0.2)
+    live = sweep_runs(tmp_path)  # the runs are in the sweep's dashboard while the sweep is still going
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert {"0", "1"} <= set(live)
     before = records(tmp_path)
     assert before["0"]["state"] == "completed" and before["1"]["state"] == "running" and "2" not in before
 
@@ -125,6 +161,10 @@ def test_resume_after_a_kill_skips_finished_jobs_and_continues_the_interrupted_o
     assert len(list((tmp_path / "0" / "wandb").glob("offline-run-*"))) == 1  # no duplicate run for job 0
     ids = {p.name.rsplit("-", 1)[1] for p in (tmp_path / "1" / "wandb").glob("offline-run-*")}
     assert len(ids) == 1  # the resumed job continued its own W&B run id
+    runs = sweep_runs(tmp_path)
+    assert sorted(runs) == ["0", "1", "2"] and len(list((tmp_path / "wandb").glob("*run-*"))) == 3  # one run per job
+    assert Path(after["1"]["wandb_dir"]).name in {p.name for p in (tmp_path / "wandb").iterdir()}  # its latest part
+    assert runs["1"]["state"] == "finished" and runs["1"]["summary"]["epoch"] == 4  # with its final step
 
 
 def test_optuna_study_lives_in_the_sweep_folder_and_continues(tmp_path: Path) -> None:

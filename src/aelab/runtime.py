@@ -25,9 +25,15 @@ def is_multirun() -> bool:
     return hc is not None and hc.mode == RunMode.MULTIRUN
 
 
+def sweep_dir() -> Path | None:
+    """The sweep folder in a multirun, else None."""
+    return Path(_hydra().sweep.dir) if is_multirun() else None
+
+
 def sweep_name() -> str | None:
     """The sweep folder's name in a multirun (the W&B group of its jobs), else None."""
-    return Path(_hydra().sweep.dir).name if is_multirun() else None
+    folder = sweep_dir()
+    return folder.name if folder is not None else None
 
 
 def parallel_jobs() -> int:

@@ -20,6 +20,14 @@ def job_records(sweep_dir: Path) -> list[tuple[Path, dict]]:
     return sorted(found, key=lambda item: (len(item[0].name), item[0].name))
 
 
+def dashboard_commands(sweep_dir: Path) -> list[str]:
+    """How to look at a sweep's W&B runs locally (one dashboard) and upload all of them; [] without W&B runs."""
+    if not (sweep_dir / "wandb").is_dir():
+        return []
+    return [f"look at the sweep locally:  wandb leet {sweep_dir / 'wandb'}",
+            f"upload all of its runs:     wandb sync {sweep_dir}/*/wandb/*run-*"]
+
+
 class SweepSummary(Callback):
     """Hydra callback: prints the sweep's table of jobs; exits with status 1 when a job failed."""
 
@@ -38,7 +46,10 @@ class SweepSummary(Callback):
             table.add_column(column, overflow="fold")
         for folder, record in records:
             table.add_row(folder.name, record["state"], " ".join(record.get("overrides", [])), record.get("error", ""))
-        make_console().print(table)
+        console = make_console()
+        console.print(table)
+        for line in dashboard_commands(sweep_dir):
+            console.print(line, soft_wrap=True)
         failed = [folder.name for folder, record in records if record["state"] != "completed"]
         if failed:
             log.error("%d of %d jobs did not complete: %s", len(failed), len(records), ", ".join(failed))

@@ -1,4 +1,8 @@
-"""W&B set-up: online with credentials, otherwise offline into the run folder, never waiting on the network."""
+"""W&B set-up: online with credentials, otherwise offline into the run folder, never waiting on the network.
+
+In a sweep, every job's local W&B run is also linked into the sweep-level folder `<sweep>/wandb/` as soon as it
+starts, so `wandb leet <sweep>/wandb` shows the whole sweep (running, finished and failed jobs) in one dashboard.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from aelab.runtime import is_multirun, job_overrides, sweep_name
+from aelab.runtime import is_global_zero, is_multirun, job_overrides, sweep_dir, sweep_name
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,24 @@ def wandb_logger(save_dir: str, project: str, name: str | None = None, group: st
         logger = make("offline")
     for key, summary in SUMMARIES.items():
         logger.experiment.define_metric(key, summary=summary)
+    if is_multirun() and is_global_zero():
+        link_into_sweep(run_dir(logger), sweep_dir() / "wandb")
     return logger
+
+
+def link_into_sweep(run_folder: Path, shared: Path) -> Path:
+    """`shared/<run folder name>` -> the job's run folder (a relative link), replacing the job's earlier link: a
+    resumed job writes a new local folder for the same run id, and the sweep shows its latest one, once."""
+    shared.mkdir(parents=True, exist_ok=True)
+    job_wandb = run_folder.parent.resolve()
+    for old in shared.glob("*run-*"):
+        if old.is_symlink() and (shared / os.readlink(old)).resolve().parent == job_wandb:
+            old.unlink()
+    link = shared / run_folder.name
+    tmp = shared / f".{run_folder.name}.{os.getpid()}"
+    tmp.symlink_to(os.path.relpath(run_folder.resolve(), shared.resolve()))
+    os.replace(tmp, link)
+    return link
 
 
 def run_dir(logger) -> Path | None:
