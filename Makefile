@@ -9,7 +9,7 @@ STAMP := $(VENV)/.aelab-installed
 FMNIST_FILE := train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: setup data train eval lint test test-fast sweep report paper results bench clean
+.PHONY: setup data train eval lint test test-fast sweep report paper results bench clean dashboard
 
 setup: $(STAMP) data
 
@@ -41,6 +41,13 @@ data: $(STAMP)
 	else \
 	  echo "espeak-ng: not installed; 'apt-get install espeak-ng' as root to make data=speech"; \
 	fi
+
+# Several sweeps in one local W&B dashboard: make dashboard SWEEPS="outputs/sweeps/<a> outputs/sweeps/<b>"
+dashboard: setup
+	@test -n "$(SWEEPS)" || { echo 'usage: make dashboard SWEEPS="<sweep folder> <sweep folder> ..."'; exit 2; }
+	@rm -rf outputs/dashboard && mkdir -p outputs/dashboard
+	@for s in $(SWEEPS); do ln -s "$$(cd "$$s/wandb" && pwd)"/*run-* outputs/dashboard/ || exit 1; done
+	$(BIN)/wandb leet outputs/dashboard
 
 train: setup
 	$(BIN)/aelab-train $(ARGS)

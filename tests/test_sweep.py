@@ -110,7 +110,9 @@ def test_report_matches_the_run_folders(joblib_sweep: Path) -> None:
     assert f"| {best} | 4 | **" in (joblib_sweep / "report.md").read_text()
     tex = (joblib_sweep / "report.tex").read_text()
     assert r"\toprule" in tex and r"\textbf{" in tex
-    assert (joblib_sweep / "plot_test_mse.png").is_file() and "recon_epoch" in (joblib_sweep / "report.html").read_text()
+    page = (joblib_sweep / "report.html").read_text()
+    assert (joblib_sweep / "plot_test_mse.png").is_file() and "recon_epoch" in page
+    assert f"wandb leet {joblib_sweep / 'wandb'}" in page and f"wandb sync {joblib_sweep}/*/wandb/*run-*" in page
     assert "test/mse" in out.stdout
 
 

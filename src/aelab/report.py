@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aelab import paper
 from aelab.tracking.run import read_record
+from aelab.tracking.sweep import dashboard_commands
 from aelab.stats import Cell
 
 DEFAULT_METRICS = ("test/mse", "test/psnr", "test/ssim")
@@ -162,11 +163,14 @@ def plot(path: Path, metric: str, varying: list[str], rows: dict) -> Path:
 
 
 def page(sweep: Path, table_md: str, plots: list[Path], runs: list[tuple[Path, dict]]) -> str:
-    """report.html: the table, the plots and each run's reconstruction grid and latent scatter."""
+    """report.html: the table, the plots, the sweep's dashboard commands and each run's grids and latent scatter."""
     import markdown_it  # rich depends on markdown-it-py
 
     parts = [f"<h1>aelab report: {html.escape(str(sweep))}</h1>", markdown_it.MarkdownIt().enable("table").render(table_md)]
     parts += [f'<img src="{p.name}" alt="{p.stem}">' for p in plots]
+    commands = dashboard_commands(sweep)
+    if commands:
+        parts.append("<h2>Dashboard</h2>" + "".join(f"<p><code>{html.escape(c)}</code></p>" for c in commands))
     parts.append("<h2>Runs</h2>")
     for folder, r in runs:
         grids = sorted(folder.glob("recon_epoch*.png"))
