@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-# Fashion-MNIST and espeak-ng (data=speech) from Debian's packages (when root). (data=breast_cancer writes its CSV itself.)
+# Fashion-MNIST, espeak-ng (data=speech) and tmux (the dashboard test) from Debian's packages (when root).
+# (data=breast_cancer writes its CSV itself.)
 data: $(STAMP)
 	@if [ -f data/fashion_mnist/$(FMNIST_FILE) ] || [ -f /usr/share/datasets/fashion-mnist/$(FMNIST_FILE) ]; then \
 	  echo "Fashion-MNIST: found"; \
@@ -32,14 +33,15 @@ data: $(STAMP)
 	else \
 	  echo "Fashion-MNIST: not installed; 'apt-get install dataset-fashion-mnist' as root, or aelab downloads it on first use"; \
 	fi
-	@if command -v espeak-ng >/dev/null; then \
-	  echo "espeak-ng: found"; \
+	@missing=""; for tool in espeak-ng tmux; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then \
+	  echo "espeak-ng, tmux: found"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null && echo "espeak-ng: installed"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null && echo "installed:$$missing"; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
-	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-	  echo "espeak-ng: not installed; 'apt-get install espeak-ng' as root to make data=speech"; \
+	  echo "not installed:$$missing; 'apt-get install$$missing' as root (data=speech uses espeak-ng, the dashboard test tmux)"; \
 	fi
 
 # Several sweeps in one local W&B dashboard: make dashboard SWEEPS="outputs/sweeps/<a> outputs/sweeps/<b>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -43,6 +44,8 @@ def sweep_runs(sweep_dir: Path) -> dict[str, dict]:
 
 def leet_screen(folder: Path, wait: float = 8.0) -> str:
     """`wandb leet <folder>` started in a real terminal (tmux), its screen captured after `wait` seconds."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (make setup installs it as root)")
     session = f"leet{os.getpid()}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "50", f"{BIN / 'wandb'} leet {folder}"],
                    check=True)
