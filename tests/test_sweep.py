@@ -42,8 +42,9 @@ def sweep_runs(sweep_dir: Path) -> dict[str, dict]:
     return found
 
 
-def leet_screen(folder: Path, wait: float = 8.0) -> str:
-    """`wandb leet <folder>` started in a real terminal (tmux), its screen captured after `wait` seconds."""
+def leet_screens(folder: Path, keys: list[str], wait: float = 8.0) -> tuple[str, str]:
+    """`wandb leet <folder>` started in a real terminal (tmux): its screen after `wait` seconds, then after typing
+    `keys` (tmux send-keys, one call each)."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (make setup installs it as root)")
     session = f"leet{os.getpid()}"
@@ -51,7 +52,12 @@ def leet_screen(folder: Path, wait: float = 8.0) -> str:
                    check=True)
     try:
         time.sleep(wait)
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+        before = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+        for key in keys:
+            subprocess.run(["tmux", "send-keys", "-t", session, key], check=True)
+            time.sleep(0.5)
+        time.sleep(1.5)
+        return before, subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
@@ -92,9 +98,10 @@ def test_the_whole_sweep_is_one_local_dashboard(joblib_sweep: Path) -> None:
         record = read_result(joblib_sweep / job)
         assert data["state"] == "finished" and data["name"] == ",".join(record["overrides"])
         assert Path(record["wandb_dir"]).name in {p.name for p in (joblib_sweep / "wandb").iterdir()}
-    screen = leet_screen(joblib_sweep / "wandb")
+    screen, filtered = leet_screens(joblib_sweep / "wandb", ["f", "model=vae", "Enter"])  # leet's filter by run name
     assert "Runs [4 items]" in screen
     assert all(Path(read_result(joblib_sweep / job)["wandb_dir"]).name[:30] in screen for job in runs)
+    assert "Runs [2 filtered from 4 total]" in filtered
 
 
 def test_report_matches_the_run_folders(joblib_sweep: Path) -> None:
