@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aelab.data.base import InMemoryDataModule, Splits
+from aelab.data.base import InMemoryDataModule, Splits, folder_files
 from aelab.data.cache import cached
 from aelab.errors import ConfigError, DataError
 
@@ -68,13 +68,7 @@ def to_clips(wave: np.ndarray, length: int, hop: int) -> np.ndarray:
 
 def audio_files(folder: Path) -> list[Path]:
     """The audio files in `folder` and its sub-folders (one level), in name order."""
-    if not folder.is_dir():
-        raise DataError(f"{folder} is not a folder: set data.path to a folder of WAV/FLAC/OGG files")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS
-                   and len(p.relative_to(folder).parts) <= 2 and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"{folder} holds no WAV/FLAC/OGG files (directly or in group sub-folders)")
-    return files
+    return folder_files(folder, EXTENSIONS, "WAV/FLAC/OGG files", "group")
 
 
 def read_folder(folder: Path, files: list[Path], sample_rate: int, clip_length: int, peak: float,

@@ -237,6 +237,18 @@ class InMemoryDataModule(pl.LightningDataModule):
         return path
 
 
+def folder_files(folder: Path, extensions: tuple[str, ...], what: str, groups: str) -> list[Path]:
+    """The files with one of `extensions` in `folder` and its sub-folders (one level), in name order; DataError
+    naming `what` (e.g. "PNG/JPEG images") when the folder is missing or holds none."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder: set data.path to a folder of {what}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions
+                   and len(p.relative_to(folder).parts) <= 2 and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{folder} holds no {what} (directly or in {groups} sub-folders)")
+    return files
+
+
 def to_float_images(raw: torch.Tensor) -> torch.Tensor:
     """uint8 images (N, H, W) or (N, H, W, C) -> float (N, C, H, W) in [0, 1]."""
     x = raw if raw.ndim == 4 else raw.unsqueeze(-1)  # (N, H, W) -> (N, H, W, 1)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aelab.data.base import InMemoryDataModule, Splits, to_float_images
+from aelab.data.base import InMemoryDataModule, Splits, folder_files, to_float_images
 from aelab.data.cache import cached
 from aelab.errors import ConfigError, DataError
 
@@ -27,13 +27,7 @@ MODES = {1: "L", 3: "RGB"}  # channels -> PIL mode
 
 def image_files(folder: Path) -> list[Path]:
     """The image files in `folder` and its sub-folders (one level), in name order."""
-    if not folder.is_dir():
-        raise DataError(f"{folder} is not a folder: set data.path to a folder of PNG/JPEG images")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS
-                   and len(p.relative_to(folder).parts) <= 2 and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"{folder} holds no PNG/JPEG images (directly or in class sub-folders)")
-    return files
+    return folder_files(folder, EXTENSIONS, "PNG/JPEG images", "class")
 
 
 GRAY = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes without colour
