@@ -43,6 +43,8 @@ def read_idx(path: Path) -> np.ndarray:
 class FashionMNISTDataModule(InMemoryDataModule):
     """70k 28x28 grayscale clothing images in 10 classes; 60k train pool, 10k official test."""
 
+    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
     def __init__(self, root: str, system_dirs: list[str] = (DEBIAN_DIR,), download: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.root, self.system_dirs, self.download = Path(root), [Path(d) for d in system_dirs], download

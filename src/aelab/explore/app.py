@@ -154,7 +154,8 @@ class Explorer:
         x, y = json.loads(value)[:2]
         s = self.session(name)
         z, how = s.projection(method).to_code(np.array([x, y], np.float64), s.codes.double().numpy())
-        return self.decoded(name, z, f"map point ({x:.3f}, {y:.3f}): {how}"), z, self.sliders(name, z)
+        page = self.decoded(name, z, f"map point ({x:.3f}, {y:.3f}): {how}")
+        return f"<div data-point='{json.dumps([x, y])}'>{page}</div>", z, self.sliders(name, z)
 
     def samples(self, name: str, seed: int) -> str:
         from aelab.explore.render import strip

@@ -29,14 +29,23 @@ class RunInfo:
         return self.folder / CHECKPOINT
 
 
-def run_info(folder: Path, label: str) -> RunInfo:
-    """The run's name (`label`: its overrides) and test metrics from result.json (empty when it has none)."""
-    record_path = folder / "result.json"
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    overrides = [o for o in record.get("overrides", []) if not o.startswith(("experiment=", "hydra"))]
-    name = f"{label}: {' '.join(overrides)}" if overrides else label
-    metrics = {k: v for k, v in record.get("metrics", {}).items() if k.startswith("test/") and isinstance(v, (int, float))}
-    return RunInfo(folder, name, metrics)
+def read_record(folder: Path) -> dict:
+    path = folder / "result.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_infos(folders: list[Path]) -> list[RunInfo]:
+    """Each run named by its folder and the overrides that set it apart from the others (all, for one run),
+    with its test metrics from result.json."""
+    records = [read_record(f) for f in folders]
+    overrides = [[o for o in r.get("overrides", []) if not o.startswith("hydra")] for r in records]
+    shared = set.intersection(*map(set, overrides)) if len(folders) > 1 else set()
+    infos = []
+    for folder, record, own in zip(folders, records, overrides):
+        differing = " ".join(o for o in own if o not in shared)
+        metrics = {k: v for k, v in record.get("metrics", {}).items() if k.startswith("test/") and isinstance(v, (int, float))}
+        infos.append(RunInfo(folder, f"{folder.name}: {differing}" if differing else folder.name, metrics))
+    return infos
 
 
 def job_order(path: Path) -> tuple[int, str]:
@@ -50,12 +59,12 @@ def find_runs(folder: str | Path) -> tuple[list[RunInfo], list[str]]:
     if not folder.is_dir():
         raise ExploreError(f"{folder} is not a folder: give a run folder (outputs/runs/<date>/<run>) or a sweep folder")
     if (folder / CHECKPOINT).is_file():
-        return [run_info(folder, folder.name)], []
+        return run_infos([folder]), []
     if (folder / "result.json").is_file():
         raise CheckpointError(f"run {folder} has no {CHECKPOINT} (it failed or was stopped before its first "
                               f"validation); train it again or resume it with ckpt_path=<run>/checkpoints/last.ckpt")
     jobs = sorted((p for p in folder.iterdir() if p.is_dir() and (p / "result.json").is_file()), key=job_order)
-    runs = [run_info(p, p.name) for p in jobs if (p / CHECKPOINT).is_file()]
+    runs = run_infos([p for p in jobs if (p / CHECKPOINT).is_file()])
     left_out = [f"job {p.name}: no {CHECKPOINT}" for p in jobs if not (p / CHECKPOINT).is_file()]
     if not runs:
         why = f" ({len(jobs)} job folder(s), none with {CHECKPOINT})" if jobs else ""
