@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-# Fashion-MNIST, espeak-ng (data=speech) and tmux (the dashboard test) from Debian's packages (when root).
+# Fashion-MNIST, espeak-ng (data=speech), tmux (the dashboard test) and chromium (the explorer test, driven by
+# playwright through its executable path) from Debian's packages (when root).
 # (data=breast_cancer writes its CSV itself.)
 data: $(STAMP)
 	@if [ -f data/fashion_mnist/$(FMNIST_FILE) ] || [ -f /usr/share/datasets/fashion-mnist/$(FMNIST_FILE) ]; then \
@@ -33,15 +34,15 @@ data: $(STAMP)
 	else \
 	  echo "Fashion-MNIST: not installed; 'apt-get install dataset-fashion-mnist' as root, or aelab downloads it on first use"; \
 	fi
-	@missing=""; for tool in espeak-ng tmux; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in espeak-ng tmux chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -z "$$missing" ]; then \
-	  echo "espeak-ng, tmux: found"; \
+	  echo "espeak-ng, tmux, chromium: found"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null && echo "installed:$$missing"; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
 	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-	  echo "not installed:$$missing; 'apt-get install$$missing' as root (data=speech uses espeak-ng, the dashboard test tmux)"; \
+	  echo "not installed:$$missing; 'apt-get install$$missing' as root (data=speech uses espeak-ng, the dashboard test tmux, the explorer test chromium)"; \
 	fi
 
 # Several sweeps in one local W&B dashboard: make dashboard SWEEPS="outputs/sweeps/<a> outputs/sweeps/<b>"
