@@ -166,3 +166,55 @@ def test_bad_input_gets_one_line(tmp_path: Path, sweep_dir: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         assert f"cannot listen on 127.0.0.1:{port}" in error_line(run_cli("aelab-explore", [str(sweep_dir), "--port", str(port)]))
+
+
+def train_run(folder: Path, args: list[str]) -> Path:
+    out = run_cli("aelab-train", [*SMALL, *args, f"hydra.run.dir={folder}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    return folder
+
+
+def test_every_task_shows_what_it_means(tmp_path: Path) -> None:
+    """Denoising shows noisy / restored / clean; an anomaly run its score against the stored threshold; data with
+    factors traverse them; a deterministic AE samples from a code density; recognition names the probe's class."""
+    from aelab.checkpoint import APPLY_KEY, load_checkpoint
+    from aelab.explore.app import Explorer
+    from aelab.explore.runs import find_runs
+
+    denoise = train_run(tmp_path / "denoise", ["task=denoise"])
+    one_class = train_run(tmp_path / "one_class", ["task=one_class", "data.normal_classes=[1]", "trainer.max_epochs=40"])
+    shapes = train_run(tmp_path / "shapes", ["data=shapes", "trainer.max_epochs=3", "model.latent_dim=6"])
+    runs = [find_runs(f)[0][0] for f in (denoise, one_class, shapes)]
+    explorer = Explorer(runs, n=100)
+    d, o, s = (explorer.session(r.name) for r in runs)
+
+    view = d.task_view(4)
+    assert list(view) == ["noisy input", "restored", "clean"]
+    assert not torch.equal(view["noisy input"], view["clean"]) and torch.equal(view["clean"], d.test["target"][4:5])
+    assert all(f">{name}<" in explorer.example(runs[0].name, 4)[0] for name in view)
+
+    threshold = load_checkpoint(one_class / "checkpoints" / "best.ckpt")[APPLY_KEY]["threshold"]
+    scores = [o.anomaly(i) for i in range(len(o.codes))]
+    assert {sc["threshold"] for sc in scores} == {threshold["threshold"]}
+    assert all(sc["flagged"] == (sc["score"] > threshold["threshold"]) for sc in scores)
+    assert [sc["anomaly"] for sc in scores] == [int(y) != 1 for y in o.test["y"]]
+    assert 0 < sum(sc["flagged"] for sc in scores) < len(scores)
+    assert "against the stored threshold" in explorer.example(runs[1].name, 0)[0]
+
+    assert s.factor_names == ["shape", "scale", "rotation", "x", "y"]
+    images, captions = s.traverse(2, "x")
+    own = int(s.test["factors"][2, 3])
+    assert len(images) == 8 and captions[own] == f"x={own} (its own)"
+    assert torch.allclose(images[own], s.decode(s.codes[2:3])[0], atol=1e-5)  # its own value: the code unmoved
+    mass = torch.stack([s.traverse(i, "x")[0][:, 0].clamp(0, 1).sum(1) for i in range(10)])  # (10, V, W) per column
+    centre = ((mass * torch.arange(32)).sum(2) / mass.sum(2)).mean(0)  # (V,): mean column of the shape
+    assert centre[7] > centre[0] + 4  # over 10 examples, x=7 draws the shapes further right than x=0 (of 32 columns)
+
+    samples, how = s.sample(8, seed=0)
+    assert samples.shape == (8, 1, 32, 32) and how == "codes from the run's fitted LatentGMM"  # stored in best.ckpt
+    found = d.recognise(d.test["x"][:1])
+    assert abs(sum(p for _, p in found["top"]) - 1) < 0.5 and len(found["neighbours"]) == 5
+    distances = [dist for _, dist, _ in found["neighbours"]]
+    assert distances == sorted(distances)
+    z = d.encode(d.test["x"][:1])
+    assert np.isclose(distances[0], float((d.train_codes - z).norm(dim=1).min()), rtol=1e-5)
