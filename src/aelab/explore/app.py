@@ -197,7 +197,7 @@ class Explorer:
         else:
             x, what = s.test["x"][int(i) : int(i) + 1], f"test example {int(i)} ({s.label(int(s.test['y'][int(i)]))})"
         found = s.recognise(x)
-        top = ", ".join(f"{c} {p:.0%}" for c, p in found["top"])
+        top = ", ".join(f"{c} {p:.0%}" for c, p in found["top"]) or "no probe (the training split has one class)"
         near = s.train_batch["target"][[n for n, _, _ in found["neighbours"]]]
         captions = [f"{label} (d={d:.2f})" for _, d, label in found["neighbours"]]
         return (f"<p>Probe on {html.escape(what)}: <b>{html.escape(top)}</b>. Nearest training codes:</p>"

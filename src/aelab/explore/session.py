@@ -207,21 +207,25 @@ class Session:
 
     @cached_property
     def probe(self):
-        """A standardised logistic-regression probe on the training codes (as eval.probe fits it)."""
+        """A standardised logistic-regression probe on the training codes (as eval.probe fits it); None when the
+        training split has one class (one-class runs): nothing to tell apart."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import StandardScaler
 
+        if len(self.train_batch["y"].unique()) < 2:
+            return None
         probe = Pipeline([("scale", StandardScaler()), ("logreg", LogisticRegression(max_iter=1000))])
         return probe.fit(self.train_codes.numpy(), self.train_batch["y"].numpy())
 
     def recognise(self, x: torch.Tensor, k: int = 5) -> dict:
-        """For one input (1, *shape): the probe's class probabilities (top 3) and its k nearest training codes
-        (indices into the training batch, distances, labels)."""
+        """For one input (1, *shape): the probe's class probabilities (top 3; none without a probe) and its k
+        nearest training codes (indices into the training batch, distances, labels)."""
         z = self.encode(x).numpy()
-        proba = self.probe.predict_proba(z)[0]
-        top = np.argsort(proba)[::-1][:3]
+        top: list[tuple[str, float]] = []
+        if self.probe is not None:
+            proba = self.probe.predict_proba(z)[0]
+            top = [(self.label(int(self.probe.classes_[c])), float(proba[c])) for c in np.argsort(proba)[::-1][:3]]
         dist = np.linalg.norm(self.train_codes.numpy() - z, axis=1)
         nearest = np.argsort(dist)[:k]
-        return {"top": [(self.label(int(self.probe.classes_[c])), float(proba[c])) for c in top],
-                "neighbours": [(int(n), float(dist[n]), self.label(int(self.train_batch["y"][n]))) for n in nearest]}
+        return {"top": top, "neighbours": [(int(n), float(dist[n]), self.label(int(self.train_batch["y"][n]))) for n in nearest]}
