@@ -218,3 +218,10 @@ def test_every_task_shows_what_it_means(tmp_path: Path) -> None:
     assert distances == sorted(distances)
     z = d.encode(d.test["x"][:1])
     assert np.isclose(distances[0], float((d.train_codes - z).norm(dim=1).min()), rtol=1e-5)
+
+    from PIL import Image  # an uploaded image is recognised as its test example is (binary shapes: PNG is exact)
+    upload = tmp_path / "shape.png"
+    Image.fromarray(s.test["target"][3, 0].mul(255).round().byte().numpy()).save(upload)
+    chosen, uploaded = explorer.recognition(runs[2].name, 3, None), explorer.recognition(runs[2].name, 0, str(upload))
+    assert "the uploaded image" in uploaded
+    assert chosen.split("<b>")[1] == uploaded.split("<b>")[1]  # the same classes and the same neighbours
