@@ -76,10 +76,13 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url)
             page.wait_for_selector("#decoded img", timeout=300_000)
-            slider = page.locator("#slider-0 input[type=range]")
-            low, high = (float(slider.get_attribute(end)) for end in ("min", "max"))
-            values = [round(low + (high - low) * ((7 * i) % 20 + 1) / 21, 2) for i in range(args.moves + 3)]
-            times = [page.evaluate(MOVE, [i % 2, v]) for i, v in enumerate(values)][3:]  # 3 warm-up moves
+            ranges = [[float(page.locator(f"#slider-{k} input[type=range]").get_attribute(end)) for end in ("min", "max")]
+                      for k in (0, 1)]
+            times = []
+            for i in range(args.moves + 3):  # sliders 0 and 1 in turn, each to 20%, 35%, ... 80% of its range
+                k, (low, high) = i % 2, ranges[i % 2]
+                times.append(page.evaluate(MOVE, [k, round(low + (high - low) * (0.2 + 0.15 * (i // 2 % 5)), 2)]))
+            times = times[3:]  # after 3 warm-up moves
             if args.screenshot:
                 svg = page.locator("#latent-map svg").bounding_box()
                 page.mouse.click(svg["x"] + 0.3 * svg["width"], svg["y"] + 0.55 * svg["height"])

@@ -178,7 +178,7 @@ def test_every_task_shows_what_it_means(tmp_path: Path) -> None:
     """Denoising shows noisy / restored / clean; an anomaly run its score against the stored threshold; data with
     factors traverse them; a deterministic AE samples from a code density; recognition names the probe's class."""
     from aelab.checkpoint import APPLY_KEY, load_checkpoint
-    from aelab.explore.app import Explorer
+    from aelab.explore.views import Explorer
     from aelab.explore.runs import find_runs
 
     denoise = train_run(tmp_path / "denoise", ["task=denoise"])
