@@ -38,7 +38,7 @@ def fit_plain(overrides: list[str], x: torch.Tensor, steps: int, epochs: int) ->
     """The same model class, init, data tensor, batch size, Adam(lr=1e-3) and loss in a hand-written loop."""
     cfg = compose_cfg([*FIT, *overrides])
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model, bs = build(cfg.model).train(), cfg.data.batch_size
+    model, bs = build(cfg.model).to(x.device).train(), cfg.data.batch_size  # data.device=cuda: the GPU
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator, done = torch.Generator().manual_seed(cfg.seed), []
     for _ in range(epochs):

@@ -1,0 +1,91 @@
+"""The plain loop that `make bench` sets beside a user's `aelab-train` run: the same work, without the framework.
+
+Run as a process of its own (`python scripts/bench_parts/plain_user.py <stamps.json> <run dir> <overrides...>`) so
+that it pays what an `aelab-train` process pays per epoch and nothing else. What it does each epoch was fixed before
+any optimisation of aelab (issue 19): the train steps (same model, init, data tensor, batches, optimizer and loss),
+the train scalars summed on the device and one logged every `trainer.log_every_n_steps` steps, a validation pass
+computing the loss and the same torchmetrics metrics on the whole val split, the val scalars written to a file, and
+one `state_dict` save. It writes the same stamps as bench_parts.stamps.Stamps.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from aelab.build import build
+from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
+from aelab.runtime import torch_threads
+from bench_parts.common import compose_cfg
+
+
+def train_epoch(model, optimizer, x: torch.Tensor, perm: torch.Tensor, steps: int, bs: int, log_every: int,
+                logged: list) -> torch.Tensor:
+    """One epoch of Adam steps on x[perm] in batches of bs; returns the summed loss (on the device)."""
+    model.train()
+    total = torch.zeros((), device=x.device)
+    for i in range(steps):
+        xb = x[perm[i * bs:(i + 1) * bs]]
+        out, _ = model(xb)
+        loss = model.likelihood.nll(out, xb).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(xb)
+        if i % log_every == 0:
+            logged.append(float(loss))
+    return total
+
+
+@torch.no_grad()
+def validate(model, metrics, x: torch.Tensor, batches: int, bs: int) -> dict[str, float]:
+    """Val loss and the torchmetrics metrics over the first `batches` val batches."""
+    model.eval()
+    total, n = torch.zeros((), device=x.device), 0
+    for i in range(batches):
+        xb = x[i * bs:(i + 1) * bs]
+        out, _ = model(xb)
+        total += model.likelihood.nll(out, xb).sum()
+        n += len(xb)
+        metrics.update(model.reconstruct(xb), xb)
+    scores = {k: float(v) for k, v in metrics.compute().items()}
+    metrics.reset()
+    return {"val/loss": float(total) / n, **scores}
+
+
+def main(stamps_path: str, run_dir: str, overrides: list[str]) -> None:
+    """Fit as configured (max_epochs, limit_train_batches, limit_val_batches) and write the stamps."""
+    cfg = compose_cfg(overrides)
+    torch.set_num_threads(torch_threads(cfg.threads))
+    torch.manual_seed(cfg.seed)
+    datamodule = build(cfg.data, task=build(cfg.task), seed=cfg.seed)
+    datamodule.setup()
+    x, xv, bs, vbs = datamodule.train_set.x, datamodule.val_set.x, cfg.data.batch_size, cfg.data.eval_batch_size
+    model = build(cfg.model).to(x.device)  # data.device (trainer=gpu) puts the data, and so the model, on the GPU
+    optimizer = build(cfg.model.optimizer)(params=model.parameters())
+    metrics = reconstruction_metrics("val/", data_kind(cfg.data.shape)).to(x.device)
+    steps = int(-(-len(x) // bs) * cfg.trainer.get("limit_train_batches", 1.0))
+    val_batches = int(-(-len(xv) // vbs) * cfg.trainer.get("limit_val_batches", 1.0))
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stamps, logged = {"first_step": time.time(), "epoch_starts": [], "step_ends": []}, []
+    generator = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(cfg.trainer.max_epochs):
+        stamps["epoch_starts"].append(time.time())
+        perm = torch.randperm(len(x), generator=generator)
+        total = train_epoch(model, optimizer, x, perm, steps, bs, cfg.trainer.log_every_n_steps, logged)
+        stamps["step_ends"].append(time.time())
+        scalars = {"epoch": epoch, "train/loss": float(total) / (steps * bs), **validate(model, metrics, xv, val_batches, vbs)}
+        with open(out / "scalars.jsonl", "a") as f:
+            f.write(json.dumps(scalars) + "\n")
+        torch.save(model.state_dict(), out / "last.pt")
+    stamps["fit_end"] = time.time()
+    Path(stamps_path).write_text(json.dumps(stamps))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])
