@@ -108,3 +108,38 @@ def test_gpu_options_run_on_cpu(tmp_path: Path) -> None:
     out = run_cli("aelab-eval", [f"ckpt_path={trained['best_checkpoint']}", "eval=none", f"hydra.run.dir={tmp_path / 'eval'}"])
     assert out.returncode == 0, out.stderr[-3000:]
     assert read_result(tmp_path / "eval")["metrics"]["test/mse"] == pytest.approx(trained["metrics"]["test/mse"], rel=0.05)
+
+
+def val_rows(run_dir: Path) -> dict[int, dict[str, str]]:
+    """The validation row of each epoch in the CSV logger's metrics.csv."""
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return {int(r["epoch"]): r for r in csv.DictReader(f) if r.get("val/mse")}
+
+
+def test_val_ssim_in_the_last_epoch_by_default_every_epoch_on_request(tmp_path: Path) -> None:
+    rows = {}
+    for mode in ("last", "every"):
+        train(compose_cfg([*FAST, "model/arch=mlp", "logger=csv", "eval=none", "trainer.max_epochs=3",
+                           f"model.val_metrics={mode}"], tmp_path / mode))
+        rows[mode] = val_rows(tmp_path / mode)
+    assert [e for e, r in rows["last"].items() if r["val/ssim"]] == [2]
+    assert [e for e, r in rows["every"].items() if r["val/ssim"]] == [0, 1, 2]
+    assert rows["last"][2]["val/ssim"] == rows["every"][2]["val/ssim"]  # the same run: only when SSIM is computed differs
+    assert [r["val/mse"] for r in rows["last"].values()] == [r["val/mse"] for r in rows["every"].values()]
+    assert "val/ssim" in read_result(tmp_path / "last")["metrics"]
+
+
+def test_progress_bar_hands_on_every_refresh_rate_th_batch_and_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from pytorch_lightning.callbacks import RichProgressBar
+
+    from aelab.callbacks.progress import ProgressBar
+
+    seen: list[int] = []
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, t, m, o, b, i: seen.append(i + 1))
+    bar = ProgressBar(refresh_rate=10)
+    bar._trainer = SimpleNamespace(num_training_batches=25, max_epochs=1, max_steps=-1)
+    for i in range(25):
+        bar.on_train_batch_end(bar.trainer, None, None, None, i)
+    assert seen == [10, 20, 25]

@@ -15,7 +15,7 @@ from aelab.density import LatentGMM, TwoStageVAE
 from aelab.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
 from aelab.losses.penalties import Penalty
-from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
+from aelab.metrics.reconstruction import COSTLY, data_kind, reconstruction_metrics
 
 EVAL_STAGES = ("val", "test")
 
@@ -52,6 +52,7 @@ class AutoencoderModule(pl.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         color_space: str = "rgb",
+        val_metrics: str = "last",
     ) -> None:
         super().__init__()
         positive_int("model.latent_dim", latent_dim)
@@ -63,6 +64,7 @@ class AutoencoderModule(pl.LightningModule):
         if sample_from not in ("auto", "density") or (sample_from == "density" and density is None):
             raise ConfigError(f"model.sample_from must be 'auto' or 'density' (with a model.density), got {sample_from!r}")
         self.sample_from = sample_from
+        self.density_codes: torch.Tensor | None = None  # the codes of the density's last fit
         self.color_space = check_space(color_space)
         if color_space != "rgb" and (len(in_shape) != 3 or in_shape[0] != 3):
             raise ConfigError(f"color space {color_space} needs colour images (3, H, W), got data.shape={list(in_shape)}")
@@ -78,6 +80,9 @@ class AutoencoderModule(pl.LightningModule):
         self.compile = compile  # torch.compile the encoder and decoder when the trainer sets the model up
         kind = data_kind(in_shape)  # images get SSIM, signals SNR and SI-SDR
         self.metrics = nn.ModuleDict({s: reconstruction_metrics(f"{s}/", kind) for s in EVAL_STAGES})
+        if val_metrics not in ("every", "last"):
+            raise ConfigError(f"model.val_metrics must be 'every' or 'last', got {val_metrics!r}")
+        self.val_metrics = val_metrics  # last: the costly val metrics (SSIM) in the last epoch only, the rest every epoch
 
     # ---- the API that callbacks, metrics and evaluation use -------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,9 +134,14 @@ class AutoencoderModule(pl.LightningModule):
         return self.decode(self.density.sample(n).to(self.device))
 
     def fit_density(self, z: torch.Tensor) -> None:
-        """Fit the ex-post latent density on training codes (B, d); needed by `sample` without a prior."""
-        if self.density is not None:
-            self.density.fit(z)
+        """Fit the ex-post latent density on training codes (B, d); needed by `sample` without a prior. Codes equal
+        to those of the last fit are not fitted again (the sample grid at the end of fitting and best.ckpt's apply
+        state encode the same examples, with the same weights whenever the last epoch was the best)."""
+        if self.density is None or (self.density_codes is not None and self.density_codes.shape == z.shape
+                                    and torch.equal(self.density_codes, z)):
+            return
+        self.density.fit(z)
+        self.density_codes = z.detach()
 
     def anomaly_score(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-example score (B,): -log p(target|z), plus the bottleneck's `elbo_terms` (i.e. -ELBO) when it declares them."""
@@ -218,9 +228,22 @@ class AutoencoderModule(pl.LightningModule):
             self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_epoch=True,
                           batch_size=len(batch["x"]) * self.trainer.world_size, sync_dist=True)
         if stage in EVAL_STAGES:
-            self.metrics[stage].update(self.reconstruct(batch["x"]), batch["target"])
-            self.log_dict(self.metrics[stage], on_epoch=True)
+            costly = stage == "test" or self.costly_val_epoch()
+            metrics = {k: m for k, m in self.metrics[stage].items(keep_base=False)
+                       if costly or k.rsplit("/", 1)[-1] not in COSTLY}
+            recon = self.reconstruct(batch["x"])
+            for metric in metrics.values():
+                metric.update(recon, batch["target"])
+            self.log_dict(metrics, on_epoch=True)
         return loss
+
+    def costly_val_epoch(self) -> bool:
+        """Whether this validation computes the costly metrics too: every epoch with `val_metrics=every`, else in the
+        last epoch of the fit (every epoch when the trainer has no epoch limit), never in the sanity check."""
+        trainer = self.trainer
+        if self.val_metrics == "every":
+            return True
+        return not trainer.sanity_checking and trainer.current_epoch >= trainer.max_epochs - 1
 
     def _accumulate(self, logs: dict[str, torch.Tensor], n: int) -> None:
         """Sum the batch's train scalars for the epoch means; log them as `train/<name>_step` every log interval.
