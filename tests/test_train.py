@@ -143,3 +143,43 @@ def test_progress_bar_hands_on_every_refresh_rate_th_batch_and_the_last(monkeypa
     for i in range(25):
         bar.on_train_batch_end(bar.trainer, None, None, None, i)
     assert seen == [10, 20, 25]
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+STEPS = [*FAST, "model=vae_warmup", "model.schedules.0.steps=30", "model/arch=mlp", "logger=none", "eval=none"]
+
+
+def test_several_steps_per_call_train_exactly_as_one_step_per_call(tmp_path: Path) -> None:
+    """The same batches, order, KL warm-up (a schedule by global step) and Adam steps: bit-equal weights."""
+    runs = {k: train(compose_cfg([*STEPS, "trainer.max_epochs=2", f"model.steps_per_call={k}"], tmp_path / str(k)))
+            for k in (1, 3)}
+    one, three = final_weights(tmp_path / "1"), final_weights(tmp_path / "3")
+    assert one.keys() == three.keys() and all(torch.equal(v, three[k]) for k, v in one.items())
+    assert runs[1]["metrics"] == runs[3]["metrics"]
+    assert torch.load(tmp_path / "3" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * 20
+
+
+def test_several_steps_per_call_resume_exactly(tmp_path: Path) -> None:
+    whole = train(compose_cfg([*STEPS, "trainer.max_epochs=2", "model.steps_per_call=4"], tmp_path / "whole"))
+    train(compose_cfg([*STEPS, "trainer.max_epochs=1", "model.steps_per_call=4"], tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = train(compose_cfg([*STEPS, "trainer.max_epochs=2", "model.steps_per_call=4", f"ckpt_path={last}"],
+                                tmp_path / "resumed"))
+    assert resumed["metrics"] == whole["metrics"]
+    ref, got = final_weights(tmp_path / "whole"), final_weights(tmp_path / "resumed")
+    assert all(torch.equal(v, got[k]) for k, v in ref.items())
+
+
+def test_steps_per_call_refuses_a_scheduler_and_non_positive_counts(tmp_path: Path) -> None:
+    from aelab.build import build
+    from aelab.errors import ConfigError
+
+    base = ["data=digits", "model/arch=mlp"]
+    with pytest.raises(ConfigError, match="steps_per_call must be a positive integer"):
+        build(compose_cfg([*base, "model.steps_per_call=0"], tmp_path).model)
+    plateau = ["+model.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau", "+model.scheduler._partial_=true"]
+    with pytest.raises(ConfigError, match="does not step a model.scheduler"):
+        build(compose_cfg([*base, "model.steps_per_call=2", *plateau], tmp_path).model)

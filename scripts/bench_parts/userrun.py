@@ -39,8 +39,9 @@ def materialise(base: str) -> Path:
 
 
 def overrides(arch: str, s: Settings, device: str) -> list[str]:
-    """The user's command, shortened to `s.user_epochs` epochs of `s.user_fraction` of the train and val batches."""
-    return [f"model/arch={arch}", "eval=none", "logger=wandb", f"trainer.max_epochs={s.user_epochs}",
+    """The user's command, shortened to `s.user_epochs` epochs of `s.user_fraction` of the train and val batches, with
+    `s.user_threads` torch threads (1: on a machine that other jobs share, 2 threads wait on each other)."""
+    return [f"model/arch={arch}", "eval=none", "logger=wandb", f"threads={s.user_threads}", f"trainer.max_epochs={s.user_epochs}",
             f"+trainer.limit_train_batches={s.user_fraction}", f"+trainer.limit_val_batches={s.user_fraction}",
             *(["trainer=gpu"] if device == "cuda" else [])]
 
@@ -133,7 +134,7 @@ def part_userrun(s: Settings, base_commit: str, device: str) -> Part:
                        **{arch: raw[arch] for arch in archs}},
         notes=[f"before = commit {base_commit} (git archive into {base.relative_to(ROOT)}), after = this tree; "
                f"{s.user_rounds} rounds, each running before, after and plain for each arch in a rotated order.",
-               f"Each run: {s.user_epochs} epochs of {s.user_fraction:.0%} of the train and of the val batches "
+               f"Each run: threads={s.user_threads}, {s.user_epochs} epochs of {s.user_fraction:.0%} of the train and of the val batches "
                "(Lightning's limit_*_batches; the plain loop takes the same counts); the test pass is whole. "
                "s/epoch = median over rounds of an epoch start to the next (train, validation with its metrics, "
                "checkpoints, callbacks), epochs after the first.",

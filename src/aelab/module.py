@@ -53,6 +53,7 @@ class AutoencoderModule(pl.LightningModule):
         compile: bool = False,
         color_space: str = "rgb",
         val_metrics: str = "last",
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
         positive_int("model.latent_dim", latent_dim)
@@ -76,6 +77,10 @@ class AutoencoderModule(pl.LightningModule):
             raise ConfigError(f"model.loss_weights names {unknown}, which neither {type(self.bottleneck).__name__} nor "
                               f"model.penalties emit; the terms are {emitted or 'none'}")
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.steps_per_call = positive_int("model.steps_per_call", steps_per_call)
+        if steps_per_call > 1 and scheduler is not None:
+            raise ConfigError("model.steps_per_call > 1 does not step a model.scheduler: set one of them only")
+        self.automatic_optimization = steps_per_call == 1  # several optimizer steps per training_step: manual
         self.channels_last = channels_last and len(in_shape) == 3  # NHWC convolutions (tensor cores on GPUs)
         self.compile = compile  # torch.compile the encoder and decoder when the trainer sets the model up
         kind = data_kind(in_shape)  # images get SSIM, signals SNR and SI-SDR
@@ -265,8 +270,26 @@ class AutoencoderModule(pl.LightningModule):
             means = {f"train/{k}": v / self._train_count for k, v in self._train_sums.items()}
             self.log_dict(means, on_epoch=True, sync_dist=True)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+    def setup(self, stage: str) -> None:
+        """Have the datamodule hand `steps_per_call` of its train batches to each training_step."""
+        if self.trainer.datamodule is not None:
+            self.trainer.datamodule.batches_per_call = self.steps_per_call
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        """One optimizer step (Lightning's automatic optimisation), or with `steps_per_call` > 1 one step per
+        batch of the datamodule in this call: the same batches, order, weight schedules and global step, with
+        Lightning's per-call cost (~1 ms on a CPU) paid once for all of them."""
+        if self.automatic_optimization:
+            return self._step(batch, "train")
+        optimizer, size = self.optimizers(), self.trainer.datamodule.batch_size
+        for start in range(0, len(batch["x"]), size):  # (K*B, ...) -> K batches (B, ...)
+            for schedule in self.schedules:
+                schedule.apply(self, self.global_step)
+            loss = self._step({k: v[start:start + size] for k, v in batch.items()}, "train")
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()  # advances self.global_step
+        return None
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
