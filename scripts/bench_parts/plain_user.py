@@ -19,7 +19,7 @@ import torch
 
 from aelab.build import build
 from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
-from aelab.runtime import torch_threads
+from aelab.runtime import limit_threads
 from bench_parts.common import compose_cfg
 
 
@@ -60,7 +60,7 @@ def validate(model, metrics, x: torch.Tensor, batches: int, bs: int) -> dict[str
 def main(stamps_path: str, run_dir: str, overrides: list[str]) -> None:
     """Fit as configured (max_epochs, limit_train_batches, limit_val_batches) and write the stamps."""
     cfg = compose_cfg(overrides)
-    torch.set_num_threads(torch_threads(cfg.threads))
+    limit_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     datamodule = build(cfg.data, task=build(cfg.task), seed=cfg.seed)
     datamodule.setup()
