@@ -52,7 +52,7 @@ class Settings:
     user_rounds: int = 10  # part 6: rounds of (before, after, plain) processes per arch
     user_epochs: int = 3  # part 6: epochs per run (the first is not measured)
     user_threads: int = 1  # part 6 and 7: torch threads of every process (the machine is shared: see the README)
-    user_fraction: float = 0.2  # part 6: of the train and of the val batches per epoch (val: 1 of 5 batches)
+    user_fraction: float = 0.4  # part 6: of the train and of the val batches per epoch (val: 2 of 5 batches)
     overhead_processes: int = 3  # part 7: worker processes per side, in rotated order
     overhead_rounds: int = 3  # part 7: (aelab fit, plain fit) pairs per worker
     overhead_epochs: int = 3  # part 7: measured epochs per fit, after one warm-up
@@ -60,7 +60,7 @@ class Settings:
 
 QUICK = Settings(batches=10, epochs=1, rounds=1, loader_epochs=1, torchvision_batches=20, startup_reps=1,
                  sweep_epochs=1, fractions=(0.02, 0.05, 0.1), scale_epochs=1, latents=(8, 128), latent_fraction=0.02,
-                 user_rounds=1, overhead_processes=1, overhead_rounds=1, overhead_epochs=1)
+                 user_rounds=1, user_fraction=0.2, overhead_processes=1, overhead_rounds=1, overhead_epochs=1)
 
 
 @dataclass
