@@ -104,6 +104,16 @@ class EpochTimer(pl.Callback):
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------
+def plain_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor) -> torch.Tensor:
+    """One hand-written training step of an AutoencoderModule on a batch (B, ...): the plain loops' step."""
+    out, _ = model(xb)
+    loss = model.likelihood.nll(out, xb).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def compose_cfg(overrides: list[str]) -> DictConfig:
     """conf/train.yaml composed with overrides, exactly as `aelab-train` would see them."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -20,7 +20,7 @@ import torch
 from aelab.build import build
 from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
 from aelab.runtime import limit_threads
-from bench_parts.common import compose_cfg
+from bench_parts.common import compose_cfg, plain_step
 
 
 def train_epoch(model, optimizer, x: torch.Tensor, perm: torch.Tensor, steps: int, bs: int, log_every: int,
@@ -30,11 +30,7 @@ def train_epoch(model, optimizer, x: torch.Tensor, perm: torch.Tensor, steps: in
     total = torch.zeros((), device=x.device)
     for i in range(steps):
         xb = x[perm[i * bs:(i + 1) * bs]]
-        out, _ = model(xb)
-        loss = model.likelihood.nll(out, xb).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = plain_step(model, optimizer, xb)
         total += loss.detach() * len(xb)
         if i % log_every == 0:
             logged.append(float(loss))

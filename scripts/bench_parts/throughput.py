@@ -16,7 +16,7 @@ from aelab.build import build
 from aelab.callbacks.config import StoreConfig
 from aelab.data.base import InMemoryDataModule
 from bench_parts.common import (FIT, OUT, Epoch, EpochTimer, Part, Settings, compose_cfg, epoch_to_epoch, log,
-                                rate)
+                                plain_step, rate)
 
 
 def fit_aelab(overrides: list[str], datamodule: InMemoryDataModule, name: str) -> list[Epoch]:
@@ -46,11 +46,7 @@ def fit_plain(overrides: list[str], x: torch.Tensor, steps: int, epochs: int) ->
         perm = torch.randperm(len(x), generator=generator)
         for i in range(steps):
             xb = x[perm[i * bs:(i + 1) * bs]]
-            out, _ = model(xb)
-            loss = model.likelihood.nll(out, xb).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            plain_step(model, optimizer, xb)
             samples += len(xb)
         done.append(Epoch(time.perf_counter() - start, samples, start))
     return done
