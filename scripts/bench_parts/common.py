@@ -104,10 +104,13 @@ class EpochTimer(pl.Callback):
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------
-def plain_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor) -> torch.Tensor:
-    """One hand-written training step of an AutoencoderModule on a batch (B, ...): the plain loops' step."""
-    out, _ = model(xb)
-    loss = model.likelihood.nll(out, xb).mean()
+def plain_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor, bf16: bool = False
+               ) -> torch.Tensor:
+    """One hand-written training step of an AutoencoderModule on a batch (B, ...): the plain loops' step; `bf16`:
+    the forward pass under bf16 autocast, as Lightning's bf16-mixed precision (trainer=gpu) runs it."""
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out, _ = model(xb)
+        loss = model.likelihood.nll(out, xb).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

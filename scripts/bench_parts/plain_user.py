@@ -24,13 +24,13 @@ from bench_parts.common import compose_cfg, plain_step
 
 
 def train_epoch(model, optimizer, x: torch.Tensor, perm: torch.Tensor, steps: int, bs: int, log_every: int,
-                logged: list) -> torch.Tensor:
+                logged: list, bf16: bool) -> torch.Tensor:
     """One epoch of Adam steps on x[perm] in batches of bs; returns the summed loss (on the device)."""
     model.train()
     total = torch.zeros((), device=x.device)
     for i in range(steps):
         xb = x[perm[i * bs:(i + 1) * bs]]
-        loss = plain_step(model, optimizer, xb)
+        loss = plain_step(model, optimizer, xb, bf16)
         total += loss.detach() * len(xb)
         if i % log_every == 0:
             logged.append(float(loss))
@@ -38,16 +38,18 @@ def train_epoch(model, optimizer, x: torch.Tensor, perm: torch.Tensor, steps: in
 
 
 @torch.no_grad()
-def validate(model, metrics, x: torch.Tensor, batches: int, bs: int) -> dict[str, float]:
+def validate(model, metrics, x: torch.Tensor, batches: int, bs: int, bf16: bool) -> dict[str, float]:
     """Val loss and the torchmetrics metrics over the first `batches` val batches."""
     model.eval()
     total, n = torch.zeros((), device=x.device), 0
     for i in range(batches):
         xb = x[i * bs:(i + 1) * bs]
-        out, _ = model(xb)
-        total += model.likelihood.nll(out, xb).sum()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out, _ = model(xb)
+            total += model.likelihood.nll(out, xb).sum()
+            recon = model.reconstruct(xb)
         n += len(xb)
-        metrics.update(model.reconstruct(xb), xb)
+        metrics.update(recon.float(), xb)
     scores = {k: float(v) for k, v in metrics.compute().items()}
     metrics.reset()
     return {"val/loss": float(total) / n, **scores}
@@ -62,6 +64,8 @@ def main(stamps_path: str, run_dir: str, overrides: list[str]) -> None:
     datamodule.setup()
     x, xv, bs, vbs = datamodule.train_set.x, datamodule.val_set.x, cfg.data.batch_size, cfg.data.eval_batch_size
     model = build(cfg.model).to(x.device)  # data.device (trainer=gpu) puts the data, and so the model, on the GPU
+    model.configure_model()  # channels_last / compile when the config asks for them (trainer=gpu)
+    bf16 = cfg.trainer.precision == "bf16-mixed"
     optimizer = build(cfg.model.optimizer)(params=model.parameters())
     metrics = reconstruction_metrics("val/", data_kind(cfg.data.shape)).to(x.device)
     steps = int(-(-len(x) // bs) * cfg.trainer.get("limit_train_batches", 1.0))
@@ -73,9 +77,9 @@ def main(stamps_path: str, run_dir: str, overrides: list[str]) -> None:
     for epoch in range(cfg.trainer.max_epochs):
         stamps["epoch_starts"].append(time.time())
         perm = torch.randperm(len(x), generator=generator)
-        total = train_epoch(model, optimizer, x, perm, steps, bs, cfg.trainer.log_every_n_steps, logged)
+        total = train_epoch(model, optimizer, x, perm, steps, bs, cfg.trainer.log_every_n_steps, logged, bf16)
         stamps["step_ends"].append(time.time())
-        scalars = {"epoch": epoch, "train/loss": float(total) / (steps * bs), **validate(model, metrics, xv, val_batches, vbs)}
+        scalars = {"epoch": epoch, "train/loss": float(total) / (steps * bs), **validate(model, metrics, xv, val_batches, vbs, bf16)}
         with open(out / "scalars.jsonl", "a") as f:
             f.write(json.dumps(scalars) + "\n")
         torch.save(model.state_dict(), out / "last.pt")

@@ -39,6 +39,8 @@ def fit_plain(overrides: list[str], x: torch.Tensor, steps: int, epochs: int) ->
     cfg = compose_cfg([*FIT, *overrides])
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model, bs = build(cfg.model).to(x.device).train(), cfg.data.batch_size  # data.device=cuda: the GPU
+    model.configure_model()  # channels_last / compile when the config asks for them (trainer=gpu)
+    bf16 = cfg.trainer.precision == "bf16-mixed"
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator, done = torch.Generator().manual_seed(cfg.seed), []
     for _ in range(epochs):
@@ -46,7 +48,7 @@ def fit_plain(overrides: list[str], x: torch.Tensor, steps: int, epochs: int) ->
         perm = torch.randperm(len(x), generator=generator)
         for i in range(steps):
             xb = x[perm[i * bs:(i + 1) * bs]]
-            plain_step(model, optimizer, xb)
+            plain_step(model, optimizer, xb, bf16)
             samples += len(xb)
         done.append(Epoch(time.perf_counter() - start, samples, start))
     return done
