@@ -118,12 +118,13 @@ def val_rows(run_dir: Path) -> dict[int, dict[str, str]]:
 
 def test_val_ssim_in_the_last_epoch_by_default_every_epoch_on_request(tmp_path: Path) -> None:
     rows = {}
-    for mode in ("last", "every"):
-        train(compose_cfg([*FAST, "model/arch=mlp", "logger=csv", "eval=none", "trainer.max_epochs=3",
-                           f"model.val_metrics={mode}"], tmp_path / mode))
+    for mode, extra in (("last", []), ("every", []), ("steps", ["+trainer.max_steps=50"])):
+        train(compose_cfg([*FAST, "model/arch=mlp", "logger=csv", "eval=none", "trainer.max_epochs=3", *extra,
+                           f"model.val_metrics={'every' if mode == 'every' else 'last'}"], tmp_path / mode))
         rows[mode] = val_rows(tmp_path / mode)
     assert [e for e, r in rows["last"].items() if r["val/ssim"]] == [2]
     assert [e for e, r in rows["every"].items() if r["val/ssim"]] == [0, 1, 2]
+    assert len(rows["steps"]) >= 2 and all(r["val/ssim"] for r in rows["steps"].values())  # may stop early: every epoch
     assert rows["last"][2]["val/ssim"] == rows["every"][2]["val/ssim"]  # the same run: only when SSIM is computed differs
     assert [r["val/mse"] for r in rows["last"].values()] == [r["val/mse"] for r in rows["every"].values()]
     assert "val/ssim" in read_result(tmp_path / "last")["metrics"]

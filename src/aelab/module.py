@@ -243,10 +243,11 @@ class AutoencoderModule(pl.LightningModule):
         return loss
 
     def costly_val_epoch(self) -> bool:
-        """Whether this validation computes the costly metrics too: every epoch with `val_metrics=every`, else in the
-        last epoch of the fit (every epoch when the trainer has no epoch limit), never in the sanity check."""
+        """Whether this validation computes the costly metrics too: every epoch with `val_metrics=every` or when the
+        fit may end before max_epochs (max_steps, early stopping), else in the last epoch (every epoch when the
+        trainer has no epoch limit), never in the sanity check."""
         trainer = self.trainer
-        if self.val_metrics == "every":
+        if self.val_metrics == "every" or trainer.max_steps > 0 or trainer.early_stopping_callback is not None:
             return True
         return not trainer.sanity_checking and trainer.current_epoch >= trainer.max_epochs - 1
 
