@@ -76,3 +76,12 @@ def test_help_imports_neither_hydra_nor_torch() -> None:
             "print('HEAVY', [m for m in ('torch', 'pytorch_lightning', 'wandb', 'hydra') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert "config groups:" in out.stdout and "HEAVY []" in out.stdout
+
+
+def test_threads_caps_torch_and_the_blas_pools() -> None:
+    """threads=1 must reach numpy's and scikit-learn's BLAS/OpenMP pools too, not only torch's."""
+    code = ("import sklearn.mixture, torch; from threadpoolctl import threadpool_info; "
+            "from aelab.runtime import limit_threads; limit_threads(1); "
+            "print(torch.get_num_threads(), sorted({p['num_threads'] for p in threadpool_info()}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1 [1]"

@@ -44,6 +44,16 @@ def test_train_loader_visits_every_example_once_per_epoch(tmp_path: Path) -> Non
     assert torch.equal(batches[0]["x"], batches[0]["target"])
 
 
+def test_grouped_train_batches_are_the_batches_in_order(tmp_path: Path) -> None:
+    """model.steps_per_call=K: each item of the train loader is K consecutive batches of the same epoch order."""
+    data = digits(tmp_path, "data.batch_size=64")
+    single = torch.cat([b["x"] for b in data.train_dataloader()])
+    data.batches_per_call = 3
+    grouped = list(data.train_dataloader())
+    assert [len(b["x"]) for b in grouped] == [192] * 6 + [len(data.train_set) - 6 * 192]
+    assert torch.equal(torch.cat([b["x"] for b in grouped]), single)
+
+
 @pytest.mark.skipif(not HAS_DEBIAN, reason="needs the Debian package dataset-fashion-mnist (`make data`)")
 def test_fashion_mnist_from_the_debian_package(tmp_path: Path) -> None:
     data = build(compose_cfg(["data=fashion_mnist", f"data.root={tmp_path / 'empty'}"], tmp_path).data)

@@ -83,6 +83,17 @@ def test_module_api_shapes(variant: str, arch: str, tmp_path: Path) -> None:
     assert model.sample(3).shape == (3, 1, 8, 8)
 
 
+def test_density_is_not_fitted_again_on_the_same_codes(tmp_path: Path) -> None:
+    model = build(compose_cfg(["data=digits", "model=ae", "model/arch=mlp"], tmp_path).model)
+    fitted, fit = [], model.density.fit
+    model.density.fit = lambda z: fitted.append(float(z.sum())) or fit(z)
+    z = torch.randn(200, 16, generator=torch.Generator().manual_seed(0))
+    for codes in (z, z.clone(), z + 1, z + 1, z):
+        model.fit_density(codes)
+    assert fitted == pytest.approx([float(z.sum()), float((z + 1).sum()), float(z.sum())])
+    assert model.sample(3).shape == (3, 1, 8, 8)
+
+
 def test_loss_weight_naming_no_term_is_a_config_error(tmp_path: Path) -> None:
     cfg = compose_cfg(["data=digits", "model=ae", "+model.loss_weights.kl=1.0"], tmp_path)
     with pytest.raises(ConfigError, match=r"names \['kl'\].*the terms are none"):

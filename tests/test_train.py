@@ -108,3 +108,79 @@ def test_gpu_options_run_on_cpu(tmp_path: Path) -> None:
     out = run_cli("aelab-eval", [f"ckpt_path={trained['best_checkpoint']}", "eval=none", f"hydra.run.dir={tmp_path / 'eval'}"])
     assert out.returncode == 0, out.stderr[-3000:]
     assert read_result(tmp_path / "eval")["metrics"]["test/mse"] == pytest.approx(trained["metrics"]["test/mse"], rel=0.05)
+
+
+def val_rows(run_dir: Path) -> dict[int, dict[str, str]]:
+    """The validation row of each epoch in the CSV logger's metrics.csv."""
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return {int(r["epoch"]): r for r in csv.DictReader(f) if r.get("val/mse")}
+
+
+def test_val_ssim_in_the_last_epoch_by_default_every_epoch_on_request(tmp_path: Path) -> None:
+    rows = {}
+    for mode, extra in (("last", []), ("every", []), ("steps", ["+trainer.max_steps=50"])):
+        train(compose_cfg([*FAST, "model/arch=mlp", "logger=csv", "eval=none", "trainer.max_epochs=3", *extra,
+                           f"model.val_metrics={'every' if mode == 'every' else 'last'}"], tmp_path / mode))
+        rows[mode] = val_rows(tmp_path / mode)
+    assert [e for e, r in rows["last"].items() if r["val/ssim"]] == [2]
+    assert [e for e, r in rows["every"].items() if r["val/ssim"]] == [0, 1, 2]
+    assert len(rows["steps"]) >= 2 and all(r["val/ssim"] for r in rows["steps"].values())  # may stop early: every epoch
+    assert rows["last"][2]["val/ssim"] == rows["every"][2]["val/ssim"]  # the same run: only when SSIM is computed differs
+    assert [r["val/mse"] for r in rows["last"].values()] == [r["val/mse"] for r in rows["every"].values()]
+    assert "val/ssim" in read_result(tmp_path / "last")["metrics"]
+
+
+def test_progress_bar_hands_on_every_refresh_rate_th_batch_and_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from pytorch_lightning.callbacks import RichProgressBar
+
+    from aelab.callbacks.progress import ProgressBar
+
+    seen: list[int] = []
+    monkeypatch.setattr(RichProgressBar, "on_train_batch_end", lambda self, t, m, o, b, i: seen.append(i + 1))
+    bar = ProgressBar(refresh_rate=10)
+    bar._trainer = SimpleNamespace(num_training_batches=25, max_epochs=1, max_steps=-1)
+    for i in range(25):
+        bar.on_train_batch_end(bar.trainer, None, None, None, i)
+    assert seen == [10, 20, 25]
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+STEPS = [*FAST, "model=vae_warmup", "model.schedules.0.steps=30", "model/arch=mlp", "logger=none", "eval=none"]
+
+
+def test_several_steps_per_call_train_exactly_as_one_step_per_call(tmp_path: Path) -> None:
+    """The same batches, order, KL warm-up (a schedule by global step) and Adam steps: bit-equal weights."""
+    runs = {k: train(compose_cfg([*STEPS, "trainer.max_epochs=2", f"model.steps_per_call={k}"], tmp_path / str(k)))
+            for k in (1, 3)}
+    one, three = final_weights(tmp_path / "1"), final_weights(tmp_path / "3")
+    assert one.keys() == three.keys() and all(torch.equal(v, three[k]) for k, v in one.items())
+    assert runs[1]["metrics"] == runs[3]["metrics"]
+    assert torch.load(tmp_path / "3" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * 20
+
+
+def test_several_steps_per_call_resume_exactly(tmp_path: Path) -> None:
+    whole = train(compose_cfg([*STEPS, "trainer.max_epochs=2", "model.steps_per_call=4"], tmp_path / "whole"))
+    train(compose_cfg([*STEPS, "trainer.max_epochs=1", "model.steps_per_call=4"], tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = train(compose_cfg([*STEPS, "trainer.max_epochs=2", "model.steps_per_call=4", f"ckpt_path={last}"],
+                                tmp_path / "resumed"))
+    assert resumed["metrics"] == whole["metrics"]
+    ref, got = final_weights(tmp_path / "whole"), final_weights(tmp_path / "resumed")
+    assert all(torch.equal(v, got[k]) for k, v in ref.items())
+
+
+def test_steps_per_call_refuses_a_scheduler_and_non_positive_counts(tmp_path: Path) -> None:
+    from aelab.build import build
+    from aelab.errors import ConfigError
+
+    base = ["data=digits", "model/arch=mlp"]
+    with pytest.raises(ConfigError, match="steps_per_call must be a positive integer"):
+        build(compose_cfg([*base, "model.steps_per_call=0"], tmp_path).model)
+    plateau = ["+model.scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau", "+model.scheduler._partial_=true"]
+    with pytest.raises(ConfigError, match="does not step a model.scheduler"):
+        build(compose_cfg([*base, "model.steps_per_call=2", *plateau], tmp_path).model)

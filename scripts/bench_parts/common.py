@@ -49,10 +49,18 @@ class Settings:
     scale_epochs: int = 2  # measured epochs per data fraction in part 5
     latents: tuple[int, ...] = (8, 32, 128)
     latent_fraction: float = 0.25  # of the train split, for the latent-size runs
+    user_rounds: int = 10  # part 6: rounds of (before, after, plain) processes per arch
+    user_epochs: int = 3  # part 6: epochs per run (the first is not measured)
+    user_threads: int = 1  # part 6 and 7: torch threads of every process (the machine is shared: see the README)
+    user_fraction: float = 0.4  # part 6: of the train and of the val batches per epoch (val: 2 of 5 batches)
+    overhead_processes: int = 3  # part 7: worker processes per side, in rotated order
+    overhead_rounds: int = 3  # part 7: (aelab fit, plain fit) pairs per worker
+    overhead_epochs: int = 3  # part 7: measured epochs per fit, after one warm-up
 
 
 QUICK = Settings(batches=10, epochs=1, rounds=1, loader_epochs=1, torchvision_batches=20, startup_reps=1,
-                 sweep_epochs=1, fractions=(0.02, 0.05, 0.1), scale_epochs=1, latents=(8, 128), latent_fraction=0.02)
+                 sweep_epochs=1, fractions=(0.02, 0.05, 0.1), scale_epochs=1, latents=(8, 128), latent_fraction=0.02,
+                 user_rounds=1, user_fraction=0.2, overhead_processes=1, overhead_rounds=1, overhead_epochs=1)
 
 
 @dataclass
@@ -96,6 +104,19 @@ class EpochTimer(pl.Callback):
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------
+def plain_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor, bf16: bool = False
+               ) -> torch.Tensor:
+    """One hand-written training step of an AutoencoderModule on a batch (B, ...): the plain loops' step; `bf16`:
+    the forward pass under bf16 autocast, as Lightning's bf16-mixed precision (trainer=gpu) runs it."""
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out, _ = model(xb)
+        loss = model.likelihood.nll(out, xb).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def compose_cfg(overrides: list[str]) -> DictConfig:
     """conf/train.yaml composed with overrides, exactly as `aelab-train` would see them."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

@@ -16,7 +16,7 @@ from aelab.build import build
 from aelab.callbacks.config import StoreConfig
 from aelab.data.base import InMemoryDataModule
 from bench_parts.common import (FIT, OUT, Epoch, EpochTimer, Part, Settings, compose_cfg, epoch_to_epoch, log,
-                                rate)
+                                plain_step, rate)
 
 
 def fit_aelab(overrides: list[str], datamodule: InMemoryDataModule, name: str) -> list[Epoch]:
@@ -38,7 +38,9 @@ def fit_plain(overrides: list[str], x: torch.Tensor, steps: int, epochs: int) ->
     """The same model class, init, data tensor, batch size, Adam(lr=1e-3) and loss in a hand-written loop."""
     cfg = compose_cfg([*FIT, *overrides])
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model, bs = build(cfg.model).train(), cfg.data.batch_size
+    model, bs = build(cfg.model).to(x.device).train(), cfg.data.batch_size  # data.device=cuda: the GPU
+    model.configure_model()  # channels_last / compile when the config asks for them (trainer=gpu)
+    bf16 = cfg.trainer.precision == "bf16-mixed"
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator, done = torch.Generator().manual_seed(cfg.seed), []
     for _ in range(epochs):
@@ -46,11 +48,7 @@ def fit_plain(overrides: list[str], x: torch.Tensor, steps: int, epochs: int) ->
         perm = torch.randperm(len(x), generator=generator)
         for i in range(steps):
             xb = x[perm[i * bs:(i + 1) * bs]]
-            out, _ = model(xb)
-            loss = model.likelihood.nll(out, xb).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            plain_step(model, optimizer, xb, bf16)
             samples += len(xb)
         done.append(Epoch(time.perf_counter() - start, samples, start))
     return done

@@ -15,7 +15,7 @@ from aelab.density import LatentGMM, TwoStageVAE
 from aelab.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
 from aelab.losses.penalties import Penalty
-from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
+from aelab.metrics.reconstruction import COSTLY, data_kind, reconstruction_metrics
 
 EVAL_STAGES = ("val", "test")
 
@@ -52,6 +52,8 @@ class AutoencoderModule(pl.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         color_space: str = "rgb",
+        val_metrics: str = "last",
+        steps_per_call: int = 1,
     ) -> None:
         super().__init__()
         positive_int("model.latent_dim", latent_dim)
@@ -63,6 +65,7 @@ class AutoencoderModule(pl.LightningModule):
         if sample_from not in ("auto", "density") or (sample_from == "density" and density is None):
             raise ConfigError(f"model.sample_from must be 'auto' or 'density' (with a model.density), got {sample_from!r}")
         self.sample_from = sample_from
+        self.density_codes: torch.Tensor | None = None  # the codes of the density's last fit
         self.color_space = check_space(color_space)
         if color_space != "rgb" and (len(in_shape) != 3 or in_shape[0] != 3):
             raise ConfigError(f"color space {color_space} needs colour images (3, H, W), got data.shape={list(in_shape)}")
@@ -74,10 +77,17 @@ class AutoencoderModule(pl.LightningModule):
             raise ConfigError(f"model.loss_weights names {unknown}, which neither {type(self.bottleneck).__name__} nor "
                               f"model.penalties emit; the terms are {emitted or 'none'}")
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.steps_per_call = positive_int("model.steps_per_call", steps_per_call)
+        if steps_per_call > 1 and scheduler is not None:
+            raise ConfigError("model.steps_per_call > 1 does not step a model.scheduler: set one of them only")
+        self.automatic_optimization = steps_per_call == 1  # several optimizer steps per training_step: manual
         self.channels_last = channels_last and len(in_shape) == 3  # NHWC convolutions (tensor cores on GPUs)
         self.compile = compile  # torch.compile the encoder and decoder when the trainer sets the model up
         kind = data_kind(in_shape)  # images get SSIM, signals SNR and SI-SDR
         self.metrics = nn.ModuleDict({s: reconstruction_metrics(f"{s}/", kind) for s in EVAL_STAGES})
+        if val_metrics not in ("every", "last"):
+            raise ConfigError(f"model.val_metrics must be 'every' or 'last', got {val_metrics!r}")
+        self.val_metrics = val_metrics  # last: the costly val metrics (SSIM) in the last epoch only, the rest every epoch
 
     # ---- the API that callbacks, metrics and evaluation use -------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,9 +139,14 @@ class AutoencoderModule(pl.LightningModule):
         return self.decode(self.density.sample(n).to(self.device))
 
     def fit_density(self, z: torch.Tensor) -> None:
-        """Fit the ex-post latent density on training codes (B, d); needed by `sample` without a prior."""
-        if self.density is not None:
-            self.density.fit(z)
+        """Fit the ex-post latent density on training codes (B, d); needed by `sample` without a prior. Codes equal
+        to those of the last fit are not fitted again (the sample grid at the end of fitting and best.ckpt's apply
+        state encode the same examples, with the same weights whenever the last epoch was the best)."""
+        if self.density is None or (self.density_codes is not None and self.density_codes.shape == z.shape
+                                    and torch.equal(self.density_codes, z)):
+            return
+        self.density.fit(z)
+        self.density_codes = z.detach()
 
     def anomaly_score(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-example score (B,): -log p(target|z), plus the bottleneck's `elbo_terms` (i.e. -ELBO) when it declares them."""
@@ -218,9 +233,23 @@ class AutoencoderModule(pl.LightningModule):
             self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, on_epoch=True,
                           batch_size=len(batch["x"]) * self.trainer.world_size, sync_dist=True)
         if stage in EVAL_STAGES:
-            self.metrics[stage].update(self.reconstruct(batch["x"]), batch["target"])
-            self.log_dict(self.metrics[stage], on_epoch=True)
+            costly = stage == "test" or self.costly_val_epoch()
+            metrics = {k: m for k, m in self.metrics[stage].items(keep_base=False)
+                       if costly or k.rsplit("/", 1)[-1] not in COSTLY}
+            recon = self.reconstruct(batch["x"])
+            for metric in metrics.values():
+                metric.update(recon, batch["target"])
+            self.log_dict(metrics, on_epoch=True)
         return loss
+
+    def costly_val_epoch(self) -> bool:
+        """Whether this validation computes the costly metrics too: every epoch with `val_metrics=every` or when the
+        fit may end before max_epochs (max_steps, early stopping), else in the last epoch (every epoch when the
+        trainer has no epoch limit), never in the sanity check."""
+        trainer = self.trainer
+        if self.val_metrics == "every" or trainer.max_steps > 0 or trainer.early_stopping_callback is not None:
+            return True
+        return not trainer.sanity_checking and trainer.current_epoch >= trainer.max_epochs - 1
 
     def _accumulate(self, logs: dict[str, torch.Tensor], n: int) -> None:
         """Sum the batch's train scalars for the epoch means; log them as `train/<name>_step` every log interval.
@@ -242,8 +271,26 @@ class AutoencoderModule(pl.LightningModule):
             means = {f"train/{k}": v / self._train_count for k, v in self._train_sums.items()}
             self.log_dict(means, on_epoch=True, sync_dist=True)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+    def setup(self, stage: str) -> None:
+        """Have the datamodule hand `steps_per_call` of its train batches to each training_step."""
+        if self.trainer.datamodule is not None:
+            self.trainer.datamodule.batches_per_call = self.steps_per_call
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        """One optimizer step (Lightning's automatic optimisation), or with `steps_per_call` > 1 one step per
+        batch of the datamodule in this call: the same batches, order, weight schedules and global step, with
+        Lightning's per-call cost (~1 ms on a CPU) paid once for all of them."""
+        if self.automatic_optimization:
+            return self._step(batch, "train")
+        optimizer, size = self.optimizers(), self.trainer.datamodule.batch_size
+        for start in range(0, len(batch["x"]), size):  # (K*B, ...) -> K batches (B, ...)
+            for schedule in self.schedules:
+                schedule.apply(self, self.global_step)
+            loss = self._step({k: v[start:start + size] for k, v in batch.items()}, "train")
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()  # advances self.global_step
+        return None
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

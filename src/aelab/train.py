@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
 from aelab.errors import ConfigError
-from aelab.runtime import is_global_zero, is_multirun, job_overrides, torch_threads
+from aelab.runtime import is_global_zero, is_multirun, job_overrides, limit_threads
 from aelab.skeleton import guarded, quiet_libraries, run_job, stage_metrics
 from aelab.tracking.run import RunRecord
 
@@ -149,7 +149,6 @@ def check_resume(cfg: DictConfig, path: str | None) -> None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, optionally test, and return the record written to `<run>/result.json`."""
     import pytorch_lightning as pl
-    import torch
 
     from aelab.tracking.wandb import run_dir
 
@@ -163,7 +162,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("%s: this job completed before; skipped (resume=false runs it again)", cfg.paths.output_dir)
         return record.previous
     ckpt_path = resume_path(cfg, record)
-    torch.set_num_threads(torch_threads(cfg.threads))
+    limit_threads(cfg.threads)
 
     def before() -> None:
         check_resume(cfg, ckpt_path)

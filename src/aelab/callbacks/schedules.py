@@ -22,10 +22,13 @@ class WeightWarmup(pl.Callback):
     def __init__(self, term: str, start: float = 0.0, end: float = 1.0, steps: int = 1000, delay: int = 0) -> None:
         self.term, self.start, self.end, self.steps, self.delay = term, start, end, steps, delay
 
+    def apply(self, module: pl.LightningModule, step: int) -> float:
+        """Set the weight for optimizer step `step` (the module calls it between the steps of one call too)."""
+        module.loss_weights[self.term] = linear(step, self.start, self.end, self.steps, self.delay)
+        return module.loss_weights[self.term]
+
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch, batch_idx: int) -> None:
-        weight = linear(trainer.global_step, self.start, self.end, self.steps, self.delay)
-        module.loss_weights[self.term] = weight
-        module.log(f"schedule/{self.term}", weight, on_step=True, on_epoch=False)
+        module.log(f"schedule/{self.term}", self.apply(module, trainer.global_step), on_step=True, on_epoch=False)
 
 
 class CapacityIncrease(pl.Callback):
@@ -34,7 +37,11 @@ class CapacityIncrease(pl.Callback):
     def __init__(self, max_capacity: float = 25.0, steps: int = 10000) -> None:
         self.max_capacity, self.steps = max_capacity, steps
 
-    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch, batch_idx: int) -> None:
-        capacity = linear(trainer.global_step, 0.0, self.max_capacity, self.steps)
+    def apply(self, module: pl.LightningModule, step: int) -> float:
+        """Set the capacity for optimizer step `step` (the module calls it between the steps of one call too)."""
+        capacity = linear(step, 0.0, self.max_capacity, self.steps)
         module.bottleneck.capacity.fill_(capacity)
-        module.log("schedule/capacity", capacity, on_step=True, on_epoch=False)
+        return capacity
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch, batch_idx: int) -> None:
+        module.log("schedule/capacity", self.apply(module, trainer.global_step), on_step=True, on_epoch=False)

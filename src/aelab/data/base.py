@@ -121,6 +121,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         if binarize not in BINARIZE:
             raise ConfigError(f"data.binarize must be one of {list(BINARIZE)}, got {binarize!r}")
         self.binarize = binarize
+        self.batches_per_call = 1  # train batches per item of the train loader (set by model.steps_per_call)
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
@@ -187,7 +188,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         return DataLoader(data, sampler=batches, batch_size=None, generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        return self._loader(self.train_set, self.batch_size * self.batches_per_call, shuffle=True)  # K batches in order
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size, shuffle=False)

@@ -12,6 +12,9 @@ def data_kind(shape: list[int] | tuple[int, ...]) -> str:
     return {3: "image", 2: "signal"}.get(len(shape), "vector")
 
 
+COSTLY = ("ssim",)  # as costly as a small model's forward pass (Gaussian windows): val computes them once, at the end
+
+
 def reconstruction_metrics(prefix: str, kind: str, data_range: float = 1.0) -> MetricCollection:
     """MSE (mean over all values) and, by kind: PSNR (mean of per-example PSNR) for images and vectors, SSIM for
     images, SNR and SI-SDR (dB, mean over examples; Le Roux et al. 2019) for signals."""
