@@ -120,12 +120,13 @@ def write_images(images: Any, names: list[str], out: Path) -> list[str]:
     """One PNG per image (C, H, W) in [0, 1], at the input's relative path (suffix .png), grayscale for C = 1."""
     from PIL import Image
 
+    from aelab.data.base import to_pixels
+
     written = []
     for image, name in zip(images, names):
         target = (out / name).with_suffix(".png")
         target.parent.mkdir(parents=True, exist_ok=True)
-        pixels = image.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
-        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(target)
+        Image.fromarray(to_pixels(image)).save(target)
         written.append(str(target.relative_to(out)))
     return written
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
@@ -254,3 +255,9 @@ def to_float_images(raw: torch.Tensor) -> torch.Tensor:
     """uint8 images (N, H, W) or (N, H, W, C) -> float (N, C, H, W) in [0, 1]."""
     x = raw if raw.ndim == 4 else raw.unsqueeze(-1)  # (N, H, W) -> (N, H, W, 1)
     return x.permute(0, 3, 1, 2).contiguous().float().div_(255.0)  # (N, H, W, C) -> (N, C, H, W)
+
+
+def to_pixels(x: torch.Tensor) -> np.ndarray:
+    """An image (C, H, W) in [0, 1] as 8-bit pixels for PIL: (H, W) for C = 1, else (H, W, C); clipped, rounded."""
+    pixels = x.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels

@@ -21,9 +21,10 @@ def png(x: torch.Tensor) -> bytes:
     """An image (C, H, W) in [0, 1] as PNG bytes: clipped, rounded to 8 bits, grayscale when C = 1."""
     from PIL import Image
 
-    pixels = x.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+    from aelab.data.base import to_pixels
+
     buffer = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="png")
+    Image.fromarray(to_pixels(x)).save(buffer, format="png")
     return buffer.getvalue()
 
 

@@ -138,7 +138,7 @@ class Session:
         """Panels (name -> (1, *shape)) for example i: input and output, and the clean target when it differs."""
         ex = self.example(i)
         output = self.model.reconstruct(ex["x"].to(self.model.device)).cpu()
-        names = {"denoise": ("noisy input", "restored", "clean"), "denoise_audio": ("noisy input", "restored", "clean"),
+        names = {"denoise": ("noisy input", "restored", "clean"),  # images and audio (task=denoise_audio)
                  "colorize": ("gray input", "colorized", "colour original")}.get(self.task, ("input", "reconstruction", ""))
         panels = {names[0]: ex["x"], names[1]: output}
         if names[2] and not torch.equal(ex["x"], ex["target"]):
