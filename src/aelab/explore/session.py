@@ -79,6 +79,7 @@ class Session:
         self.data.setup()
         self.test = self.data.fixed_batch("test", n)  # {"x": model inputs, "target": clean, "y": labels, ...}
         self.kind = data_kind(list(self.cfg.model.in_shape))  # image, signal or vector
+        self.rate = int(self.data.preprocessing().get("sample_rate", 16000))  # audio players' rate (audio runs)
         self.codes = self.encode(self.test["x"])  # (N, d)
         self.classes = [str(c) for c in getattr(self.data, "classes", [])] or None
         self.projections: dict[str, Projection] = {}

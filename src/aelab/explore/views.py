@@ -54,7 +54,7 @@ class Explorer:
         s = self.session(name)
         z = torch.as_tensor(z, dtype=torch.float32).reshape(1, -1)
         code = json.dumps([float(v) for v in z[0]])
-        return f"<div data-code='{code}'>" + item(s.decode(z)[0], s.kind, caption, rate(s), 196) + "</div>"
+        return f"<div data-code='{code}'>" + item(s.decode(z)[0], s.kind, caption, s.rate, 196) + "</div>"
 
     def sliders(self, name: str, z) -> list[dict]:
         """Settings of every slider for base code z: range, position, label, visibility."""
@@ -73,7 +73,7 @@ class Explorer:
 
         s = self.session(name)
         i = min(max(int(i or 0), 0), len(s.codes) - 1)
-        panels = "".join(item(x[0], s.kind, caption, rate(s)) for caption, x in s.task_view(i).items())
+        panels = "".join(item(x[0], s.kind, caption, s.rate) for caption, x in s.task_view(i).items())
         score = s.anomaly(i)
         if score is not None:
             verdict = "flagged as an anomaly" if score["flagged"] else "not flagged"
@@ -105,14 +105,14 @@ class Explorer:
 
         s = self.session(name)
         x, how = s.sample(8, int(seed or 0))
-        return f"<p>{html.escape(how)}</p>" + strip(x, s.kind, [""] * len(x), rate(s))
+        return f"<p>{html.escape(how)}</p>" + strip(x, s.kind, [""] * len(x), s.rate)
 
     def interpolation(self, name: str, a: int, b: int, steps: int) -> str:
         from aelab.explore.render import strip
 
         s = self.session(name)
         x = s.interpolate(int(a), int(b), int(steps))
-        return strip(x, s.kind, [f"t={t / (len(x) - 1):.2f}" for t in range(len(x))], rate(s))
+        return strip(x, s.kind, [f"t={t / (len(x) - 1):.2f}" for t in range(len(x))], s.rate)
 
     def traversal(self, name: str, i: int, factor: str) -> str:
         from aelab.explore.render import strip
@@ -121,7 +121,7 @@ class Explorer:
         if not factor:
             return "<p>this run's data has no generative factors (data=shapes has)</p>"
         x, captions = s.traverse(int(i), factor)
-        return strip(x, s.kind, captions, rate(s))
+        return strip(x, s.kind, captions, s.rate)
 
     def recognition(self, name: str, i: int, upload: str | None) -> str:
         """The probe's top classes and the k nearest training codes for the uploaded image, else example i."""
@@ -144,7 +144,7 @@ class Explorer:
         near = s.train_batch["target"][[n for n, _, _ in found["neighbours"]]]
         captions = [f"{label} (d={d:.2f})" for _, d, label in found["neighbours"]]
         return (f"<p>Probe on {html.escape(what)}: <b>{html.escape(top)}</b>. Nearest training codes:</p>"
-                + strip(near, s.kind, captions, rate(s)))
+                + strip(near, s.kind, captions, s.rate))
 
     def comparison(self, names: list[str]) -> str:
         """2-4 runs side by side: their test metrics, the same 8 test inputs reconstructed, their latent maps."""
@@ -159,18 +159,13 @@ class Explorer:
         rows = [[k, *(f"{self.runs[n].metrics[k]:.4g}" if k in self.runs[n].metrics else "" for n in names)] for k in keys]
         parts = [table(["metric", *names], rows) if keys else "<p>no test metrics recorded</p>"]
         first = sessions[0]
-        parts.append("<h4>the same test inputs</h4>" + strip(first.test["x"][:8], first.kind, [""] * 8, rate(first)))
+        parts.append("<h4>the same test inputs</h4>" + strip(first.test["x"][:8], first.kind, [""] * 8, first.rate))
         for name, s in zip(names, sessions):
             with torch.no_grad():
                 out = s.model.reconstruct(s.test["x"][:8].to(s.model.device)).cpu()
-            parts.append(f"<h4>{html.escape(name)}</h4>" + strip(out, s.kind, [""] * len(out), rate(s)))
+            parts.append(f"<h4>{html.escape(name)}</h4>" + strip(out, s.kind, [""] * len(out), s.rate))
         maps = [data_uri(scatter_png(s.projection("PCA").xy, [PALETTE[int(y) % 10] for y in s.test["y"]], n), "image/png")
                 for n, s in zip(names, sessions)]
         parts.append("<h4>latent maps (PCA)</h4><div class='strip'>" + "".join(f"<img src='{m}' width='260'>" for m in maps)
                      + "</div>")
         return f"<div class='compare' data-runs='{len(names)}'>" + "".join(parts) + "</div>"
-
-
-def rate(s) -> int:
-    """The sample rate of an audio run's clips (for players), 16 kHz for other data (unused)."""
-    return int(s.data.preprocessing().get("sample_rate", 16000)) if s.kind == "signal" else 16000
