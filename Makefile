@@ -14,7 +14,12 @@ ARGS ?=
 setup: $(STAMP) data
 
 # pyproject.toml declares ranges (aelab as a library); requirements.lock pins the tested set, installed here.
+# A new .venv takes about 6.5 GB (torch's Linux wheels bring CUDA libraries even for CPU use): say so at once
+# rather than failing halfway through pip with "No space left on device".
+NEED_KB := 7000000
 $(STAMP): pyproject.toml requirements.lock
+	@[ -x $(BIN)/python ] || { free=$$(df -Pk . | awk 'NR==2 {print $$4}'); [ "$$free" -ge $(NEED_KB) ] || \
+	  { echo "make setup: a new .venv needs about 7 GB free here, $$((free / 1000000)) GB free in $$(pwd)"; exit 1; }; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock torch torchvision
