@@ -70,6 +70,24 @@ def test_help_lists_groups() -> None:
         assert listed[group].split(", ") == options(group)
 
 
+def test_help_of_apply_and_eval_lists_their_own_settings_and_groups() -> None:
+    """aelab-apply composes apply.yaml (paths only): its settings, not the training groups; aelab-eval rebuilds the
+    model from the checkpoint, so it offers data/eval/trainer/logger but no model."""
+    def section(out: str, head: str) -> dict[str, str]:
+        block = out.split(head)[1].split("\n\n")[0]
+        return dict((line.strip().split(None, 1) + [""])[:2] for line in block.splitlines() if line.strip())
+
+    apply = run_cli("aelab-apply", ["--help"]).stdout
+    settings = section(apply, "settings (key=value):")
+    assert {"ckpt_path=???", "input=null", "output=???", "mode=auto", "n=64"} <= set(settings)
+    assert "reconstruct | restore" in settings["mode=auto"]
+    assert list(section(apply, "config groups:")) == ["paths"]
+    evaluate = run_cli("aelab-eval", ["--help"]).stdout
+    assert set(section(evaluate, "config groups:")) == {"data", "eval", "trainer", "logger", "paths"}
+    assert "ckpt_path=???" in section(evaluate, "settings (key=value):")
+    assert "threshold_fpr=0.05" in section(run_cli("aelab-train", ["--help"]).stdout, "settings (key=value):")
+
+
 def test_help_imports_neither_hydra_nor_torch() -> None:
     code = ("import sys; sys.argv = ['aelab-train', '--help']\n"
             "from aelab.cli import train\ntrain()\n"

@@ -10,6 +10,7 @@ a malformed override) become one line and exit code 1; `HYDRA_FULL_ERROR=1` show
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable
@@ -58,10 +59,28 @@ def groups(dirs: list[Path] | None = None) -> dict[str, list[str]]:
     return {group: sorted(options) for group, options in sorted(found.items())}
 
 
+def entry_config(entry: str) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The groups an entry config's defaults list names (`data`, `model`, ...) and its own top-level settings as
+    (key, default, comment), read from the YAML text (no YAML import: --help stays instant)."""
+    lines = (CONF / f"{CONFIG[entry]}.yaml").read_text().splitlines()
+    start = lines.index("defaults:") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
+    named = [re.match(r"\s*-\s*(?:optional\s+|override\s+)?([\w/]+)\s*:", line) for line in lines[start:end]]
+    settings = [m.groups() for line in lines[end:]
+                if (m := re.match(r"([a-z_]\w*):\s*([^#]*?)\s*(?:#\s*(.*))?$", line)) and m[1] not in ("hydra", "task_name")]
+    return [m[1] for m in named if m and m[1] != "hydra"], [(key, value, comment or "") for key, value, comment in settings]
+
+
 def help_text(entry: str, dirs: list[Path] | None = None) -> str:
+    """The command's settings, the config groups its entry config composes (and their options), examples."""
+    names, settings = entry_config(entry)
     lines = [f"aelab-{entry}: compose conf/{CONFIG[entry]}.yaml with overrides (Hydra) and run it.",
-             f"usage: aelab-{entry} [group=option ...] [key=value ...] [-m for a sweep]", "", "config groups:"]
-    lines += [f"  {group:<22} {', '.join(options)}" for group, options in groups(dirs).items()]
+             f"usage: aelab-{entry} [group=option ...] [key=value ...] [-m for a sweep]", "", "settings (key=value):"]
+    lines += [f"  {f'{key}={value}':<22} {comment}".rstrip() for key, value, comment in settings]
+    lines += ["", "config groups:"]
+    ours = groups()  # a group only the user's folders have is listed for every command
+    lines += [f"  {group:<22} {', '.join(options)}" for group, options in groups(dirs).items()
+              if group.split("/")[0] in names or group.split("/")[0] not in {g.split("/")[0] for g in ours}]
     if dirs and len(dirs) > 1:
         lines += ["", "config folders: " + ", ".join(map(str, dirs))]
     lines += ["", "examples:", *[f"  {e}" for e in EXAMPLES[entry]], "",
