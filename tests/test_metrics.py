@@ -189,3 +189,30 @@ def test_dci_is_high_for_factors_and_lower_after_a_rotation() -> None:
     rotated = dci(standardized @ rotation, f)
     assert rotated["disentanglement"] < clean["disentanglement"] - 0.3
     assert rotated["completeness"] < clean["completeness"] - 0.3
+
+
+@pytest.mark.parametrize("shape,dtype", [((37, 1, 28, 28), torch.float32), ((6, 3, 32, 48), torch.float32),
+                                         ((9, 1, 8, 8), torch.float64)])
+def test_ssim_equals_torchmetrics(shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """aelab's SSIM (depthwise filtering) gives torchmetrics' numbers, accumulated over several batches."""
+    from torchmetrics.image import StructuralSimilarityIndexMeasure
+
+    from aelab.metrics.ssim import SSIM
+
+    ours, theirs = SSIM(data_range=1.0).to(dtype), StructuralSimilarityIndexMeasure(data_range=1.0).to(dtype)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        target = torch.rand(shape, generator=gen, dtype=dtype)
+        preds = (target + 0.2 * torch.randn(shape, generator=gen, dtype=dtype)).clamp(0, 1)
+        ours.update(preds, target)
+        theirs.update(preds, target)
+    assert 0.1 < float(theirs.compute()) < 0.95
+    torch.testing.assert_close(ours.compute(), theirs.compute(), rtol=0, atol=1e-6)
+
+
+def test_ssim_of_an_image_with_itself_is_one_and_with_its_negative_below_zero() -> None:
+    from aelab.metrics.ssim import ssim_per_image
+
+    x = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(ssim_per_image(x, x, 1.0), torch.ones(4), rtol=0, atol=1e-6)
+    assert (ssim_per_image(1 - x, x, 1.0) < 0).all()  # negated structure: covariance < 0

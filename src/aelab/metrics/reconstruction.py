@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from torchmetrics import MeanSquaredError, MetricCollection
 from torchmetrics.audio import ScaleInvariantSignalDistortionRatio, SignalNoiseRatio
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torchmetrics.image import PeakSignalNoiseRatio
+
+from aelab.metrics.ssim import SSIM
 
 
 def data_kind(shape: list[int] | tuple[int, ...]) -> str:
@@ -12,7 +14,7 @@ def data_kind(shape: list[int] | tuple[int, ...]) -> str:
     return {3: "image", 2: "signal"}.get(len(shape), "vector")
 
 
-COSTLY = ("ssim",)  # as costly as a small model's forward pass (Gaussian windows): val computes them once, at the end
+COSTLY = ("ssim",)  # Gaussian windows: still the costliest metric, so val computes it in the last epoch only
 
 
 def reconstruction_metrics(prefix: str, kind: str, data_range: float = 1.0) -> MetricCollection:
@@ -25,5 +27,5 @@ def reconstruction_metrics(prefix: str, kind: str, data_range: float = 1.0) -> M
         dims = tuple(range(1, 4 if kind == "image" else 2))
         metrics["psnr"] = PeakSignalNoiseRatio(data_range=data_range, dim=dims, reduction="elementwise_mean")
     if kind == "image":
-        metrics["ssim"] = StructuralSimilarityIndexMeasure(data_range=data_range)
+        metrics["ssim"] = SSIM(data_range=data_range)
     return MetricCollection(metrics, prefix=prefix)
