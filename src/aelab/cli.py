@@ -9,6 +9,8 @@ a malformed override) become one line and exit code 1; `HYDRA_FULL_ERROR=1` show
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import re
 import sys
@@ -128,6 +130,9 @@ def run(entry: str, load_main: Callable[[], Callable[[], None]]) -> None:
     error = check_choices(args)
     if error:
         sys.exit(f"error: {error}")
+    # registered first, so it runs after every other exit handler: the interpreter's last garbage collection then
+    # skips the million objects of torch and Lightning (1.1-1.3 s here); each is still released by its owner
+    atexit.register(gc.freeze)
     sys.path.insert(0, os.getcwd())  # the researcher's own parts (`_target_: mymodule.Class`) import from here
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["AELAB_FULL_ERROR"] = "1" if full else "0"
