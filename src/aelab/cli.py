@@ -80,9 +80,9 @@ def help_text(entry: str, dirs: list[Path] | None = None) -> str:
              f"usage: aelab-{entry} [group=option ...] [key=value ...] [-m for a sweep]", "", "settings (key=value):"]
     lines += [f"  {f'{key}={value}':<22} {comment}".rstrip() for key, value, comment in settings]
     lines += ["", "config groups:"]
-    ours = groups()  # a group only the user's folders have is listed for every command
+    ours = {group.split("/")[0] for group in groups()}  # a group only the user's folders have: listed for every command
     lines += [f"  {group:<22} {', '.join(options)}" for group, options in groups(dirs).items()
-              if group.split("/")[0] in names or group.split("/")[0] not in {g.split("/")[0] for g in ours}]
+              if group.split("/")[0] in names or group.split("/")[0] not in ours]
     if dirs and len(dirs) > 1:
         lines += ["", "config folders: " + ", ".join(map(str, dirs))]
     lines += ["", "examples:", *[f"  {e}" for e in EXAMPLES[entry]], "",
