@@ -16,20 +16,59 @@ from aelab.callbacks.config import CONFIG_KEY
 from aelab.errors import CheckpointError
 
 
+def what_file(path: Path) -> str | None:
+    """What a file that cannot be a PyTorch checkpoint is, judged from its bytes ("a text file", ...); None when it
+    could be one (a readable zip archive with a data.pkl, torch.save's format)."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "a truncated or damaged zip archive (an incomplete copy or download of a checkpoint?)"
+        return None if any(n.endswith("data.pkl") for n in names) else "a zip archive that torch.save did not write"
+    if head.startswith(b"\x80"):
+        return "a Python pickle, not a torch.save zip checkpoint (pickles can run code, so aelab does not load them)"
+    for magic, kind in MAGIC:
+        if head.startswith(magic):
+            return kind
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "a safetensors file (weights without the config aelab needs)"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"not a checkpoint (binary content of an unknown kind, {path.stat().st_size} bytes)"
+    return "a text file, not a checkpoint"
+
+
+MAGIC = ((b"\x89HDF", "an HDF5 file (e.g. Keras weights), not a PyTorch checkpoint"),
+         (b"\x1f\x8b", "a gzip file, not a checkpoint"), (b"\x89PNG", "a PNG image, not a checkpoint"),
+         (b"\x93NUMPY", "a NumPy array file, not a checkpoint"))
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint as plain tensors and containers; anything that would need to run code is refused."""
+    """Read an aelab checkpoint as plain tensors and containers; anything else gets one line saying what it is."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (runs keep theirs in <run>/checkpoints/)")
+    kind = what_file(path)
+    if kind is not None:
+        raise CheckpointError(f"checkpoint {path} is {kind}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise CheckpointError(f"checkpoint {path} holds objects that weights_only loading refuses ({first})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} is truncated or not a PyTorch checkpoint ({type(err).__name__})") from err
-    if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
-        raise CheckpointError(f"checkpoint {path} was not written by aelab-train (no '{CONFIG_KEY}' or state_dict)")
+    except pickle.UnpicklingError:  # torch's message advises weights_only=False: never repeat that advice
+        raise CheckpointError(f"checkpoint {path} holds Python objects other than tensors and plain containers: "
+                              f"not an aelab checkpoint, and aelab does not run code from a checkpoint") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError):
+        raise CheckpointError(f"checkpoint {path} is truncated or damaged (torch.load could not read it)") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} is a PyTorch file of another program (no state_dict), not an aelab run")
+    if CONFIG_KEY not in ckpt:
+        raise CheckpointError(f"checkpoint {path} is a Lightning checkpoint of another program (no '{CONFIG_KEY}'): "
+                              f"aelab needs the config its runs store")
     return ckpt
 
 

@@ -10,6 +10,7 @@ a malformed override) become one line and exit code 1; `HYDRA_FULL_ERROR=1` show
 from __future__ import annotations
 
 import atexit
+import difflib
 import gc
 import os
 import re
@@ -117,8 +118,51 @@ def check_choices(args: list[str]) -> str | None:
             continue
         unknown = [v for v in choices(value) if not is_option(group, v, dirs)]
         if unknown:
-            return f"unknown {group} {unknown[0]!r}; choose one of: {', '.join(known[group])}"
+            close = difflib.get_close_matches(unknown[0], known[group], n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return f"unknown {group} {unknown[0]!r}{hint}; choose one of: {', '.join(known[group])}"
     return None
+
+
+def missing_arguments(entry: str, args: list[str]) -> list[str]:
+    """One line per required setting (`???` in the entry config) that the command line does not give."""
+    given = {arg.split("=", 1)[0].lstrip("+~") for arg in args if "=" in arg}
+    if any(arg in ("--cfg", "-c", "--info", "-i", "--resolve") for arg in args):
+        return []  # printing the config needs no values
+    return [f"aelab-{entry} needs {key}=<value>" + (f": {comment}" if comment else "")
+            for key, value, comment in entry_config(entry)[1] if value == "???" and key not in given]
+
+
+def did_you_mean(entry: str, args: list[str], key: str) -> str:
+    """' (did you mean x?)' for an override key that names nothing, from the keys the config really has there."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()  # the failed launch left Hydra initialised
+    parent, _, name = key.lstrip("+~").rpartition(".")
+    others = [a for a in args if not a.startswith("-") and "=" in a and a.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name=CONFIG[entry], overrides=others)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        real = [str(k) for k in node.keys()] if hasattr(node, "keys") else []
+    except Exception:  # the other overrides do not compose either: no suggestion
+        real = []
+    if not parent:
+        real += list(groups(search_path(args)))
+    close = difflib.get_close_matches(name if parent else key, sorted(set(real)), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join((parent + '.' if parent else '') + c for c in close)}?)" if close else ""
+
+
+def override_error(entry: str, args: list[str], message: str) -> str | None:
+    """Hydra's "Could not override 'x'" (with its advice to append `+x`) as aelab's line with the real choices."""
+    match = re.match(r"Could not override '([^']+)'", message)
+    if not match:
+        return None
+    key = match[1]
+    what = "setting" if "." in key else "config group or setting"
+    return f"unknown {what} '{key}'{did_you_mean(entry, args, key)}; aelab-{entry} --help lists them"
 
 
 def run(entry: str, load_main: Callable[[], Callable[[], None]]) -> None:
@@ -130,6 +174,9 @@ def run(entry: str, load_main: Callable[[], Callable[[], None]]) -> None:
     error = check_choices(args)
     if error:
         sys.exit(f"error: {error}")
+    missing = missing_arguments(entry, args)
+    if missing:
+        sys.exit("\n".join(f"error: {line}" for line in missing))
     # registered first, so it runs after every other exit handler: the interpreter's last garbage collection then
     # skips the million objects of torch and Lightning (1.1-1.3 s here); each is still released by its owner
     atexit.register(gc.freeze)
@@ -143,7 +190,10 @@ def run(entry: str, load_main: Callable[[], Callable[[], None]]) -> None:
         if full:
             raise
         message = " ".join(str(err).split())  # Hydra's multi-line messages on one line
-        if isinstance(err, OSError) and err.filename:
+        unknown = override_error(entry, args, message)
+        if unknown:
+            message = unknown
+        elif isinstance(err, OSError) and err.filename:
             message = f"cannot write {err.filename}: {err.strerror} (point hydra.run.dir / hydra.sweep.dir at a writable folder)"
         elif not is_expected(err):
             message = f"{type(err).__name__}: {message} (HYDRA_FULL_ERROR=1 shows the traceback)"
