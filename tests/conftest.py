@@ -69,3 +69,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = [d.func for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values() for d in defs]
         if any(_heavy(f) for f in [getattr(item, "function", None), *fixtures] if f is not None):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The bad-input battery's time from launch to a config error (target under 5 s: reported, not asserted)."""
+    times = getattr(sys.modules.get("test_battery"), "SECONDS_TO_ERROR", {})
+    if times:
+        terminalreporter.write_line("seconds from launch to the config error (target < 5 s): "
+                                    + ", ".join(f"{case} {t:.1f}" for case, t in sorted(times.items())))

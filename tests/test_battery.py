@@ -16,12 +16,16 @@ QUICK = [*FAST, "model/arch=mlp", "logger=none", "trainer.max_epochs=1", "callba
          "callbacks.samples=null", "callbacks.reconstructions=null", "eval=none"]
 
 
+LIBRARY_WORDS = ("KeyError", "IndexError", "UnpicklingError", "MissingMandatoryValue", "weights_only", "Error executing job")
+
+
 def fails_cleanly(args: list[str], expect: str, run: Path, command: str = "aelab-train") -> str:
-    """Run the CLI; assert exit != 0, no traceback, `expect` on one output line, no completed record; that line."""
+    """Run the CLI; assert exit 1, no traceback nor library exception, `expect` on one output line, no completed
+    record; that line."""
     out = run_cli(command, [*args, f"hydra.run.dir={run}"], env={"HYDRA_FULL_ERROR": ""})
     text = out.stdout + out.stderr
-    assert out.returncode != 0, text[-2000:]
-    assert "Traceback" not in text, text[-3000:]
+    assert out.returncode == 1, text[-2000:]
+    assert "Traceback" not in text and not any(word in text for word in LIBRARY_WORDS), text[-3000:]
     lines = [line for line in text.splitlines() if expect in line]
     assert lines, f"{expect!r} not in:\n{text[-3000:]}"
     result = run / "result.json"
@@ -83,8 +87,8 @@ def test_truncated_or_garbage_checkpoint(damage: str, vae_checkpoint: Path, tmp_
     for run, args, command in ((tmp_path / "eval", [f"ckpt_path={bad}"], "aelab-eval"),
                                (tmp_path / "train", [*QUICK, "model=vae", "model.latent_dim=3", f"ckpt_path={bad}"], "aelab-train")):
         line = fails_cleanly(args, str(bad), run, command=command)
-        assert damage != "truncated" or "is truncated or not a PyTorch checkpoint" in line
-        assert json.loads((run / "result.json").read_text())["state"] == "failed"
+        assert "is a truncated or damaged zip archive" in line if damage == "truncated" else "not a checkpoint" in line
+        assert not run.exists()  # refused before anything was written: no run folder left behind
 
 
 @pytest.mark.parametrize("other", [["model=ae", "model.latent_dim=3"], ["model=vae", "model.latent_dim=5"]])
@@ -126,3 +130,74 @@ def test_malformed_csv(content: str, expect: str, tmp_path: Path) -> None:
             "callbacks.progress=null"]
     line = fails_cleanly(args, expect, tmp_path / "run")
     assert str(table) in line or "line" in line
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"<dir>" for p in sorted(folder.rglob("*"))}
+
+
+def file_of_kind(kind: str, folder: Path, real: Path) -> Path:
+    """A file that is not an aelab checkpoint: text, a pickle, another program's torch file, a truncated copy."""
+    import torch
+
+    path = folder / f"{kind}.ckpt"
+    if kind == "text":
+        path.write_text("epoch,loss\n1,0.5\n")
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps({"state_dict": {}}))
+    elif kind == "other_program":
+        torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, path)
+    else:
+        path.write_bytes(real.read_bytes()[:5000])
+    return path
+
+
+@pytest.mark.parametrize("kind, expect", [("text", "is a text file, not a checkpoint"),
+                                          ("pickle", "is a Python pickle"),
+                                          ("other_program", "checkpoint of another program"),
+                                          ("truncated", "truncated or damaged")])
+def test_what_is_not_an_aelab_checkpoint_is_named(kind: str, expect: str, vae_checkpoint: Path, tmp_path: Path) -> None:
+    from aelab.checkpoint import load_checkpoint
+    from aelab.errors import CheckpointError
+
+    path = file_of_kind(kind, tmp_path, vae_checkpoint)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert expect in str(caught.value) and str(path) in str(caught.value)
+    assert not any(word in str(caught.value) for word in LIBRARY_WORDS)
+
+
+SECONDS_TO_ERROR: dict[str, float] = {}
+
+
+@pytest.mark.parametrize("case, command, args, expect", [
+    ("latent_dim", "aelab-train", ["model.latent_dim=-4"], "model.latent_dim must be a positive integer"),
+    ("loss_weight", "aelab-train", ["model=vae", "+model.loss_weights.klx=1.0"], "klx"),
+    ("text_checkpoint", "aelab-apply", ["ckpt_path={text}", "input=x.png", "output={out}/applied"], "is a text file"),
+    ("text_checkpoint", "aelab-eval", ["ckpt_path={text}"], "is a text file"),
+    ("missing_output", "aelab-apply", ["ckpt_path={text}"], "aelab-apply needs output=<value>"),
+    ("misspelt_group", "aelab-train", ["modle=vae"], "'modle' (did you mean model?)"),
+    ("misspelt_key", "aelab-train", ["model.latnt_dim=3"], "did you mean model.latent_dim?"),
+])
+def test_config_errors_are_one_line_and_leave_outputs_as_before(case: str, command: str, args: list[str], expect: str,
+                                                               tmp_path: Path) -> None:
+    """One `error:` line, exit 1, and outputs/ byte for byte as before; the time to the error is reported."""
+    import time
+
+    outputs = tmp_path / "outputs"
+    (outputs / "runs" / "earlier").mkdir(parents=True)
+    (outputs / "runs" / "earlier" / "result.json").write_text('{"state": "completed"}')
+    before = snapshot(outputs)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    extra = [QUICK[0], "logger=wandb"] if command == "aelab-train" else []  # W&B on: it must not start
+    full = [*extra, *[a.format(text=text, out=outputs) for a in args], f"paths.log_dir={outputs}"]
+    start = time.perf_counter()
+    out = run_cli(command, full, env={"HYDRA_FULL_ERROR": ""}, cwd=tmp_path)
+    SECONDS_TO_ERROR[f"{command} {case}"] = time.perf_counter() - start
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert out.returncode == 1 and lines and lines[-1].startswith("error:") and expect in lines[-1], lines[-20:]
+    assert not any(line.startswith("error:") for line in lines[:-1]), lines
+    assert not any(word in out.stdout + out.stderr for word in [*LIBRARY_WORDS, "Traceback", "wandb sync"]), lines
+    assert snapshot(outputs) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.ckpt", "outputs"]  # nothing else made

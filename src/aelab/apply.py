@@ -141,6 +141,9 @@ def write_table(path: Path, header: list[str], rows: list[list[Any]]) -> str:
 
 def apply(cfg: DictConfig) -> dict[str, Any]:
     """Load the run, read the inputs, do the mode; return what apply.json records."""
+    from aelab.checkpoint import check_file
+
+    check_file(cfg.ckpt_path)  # before the heavy imports: a wrong file is refused at once
     import torch
 
     from aelab.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model

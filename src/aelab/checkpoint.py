@@ -8,12 +8,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
-from aelab.build import build
 from omegaconf import DictConfig, OmegaConf
 
-from aelab.callbacks.config import CONFIG_KEY
+from aelab.build import build
+
 from aelab.errors import CheckpointError
+
+CONFIG_KEY = "aelab_config"  # the resolved run config inside every checkpoint (callbacks.config.StoreConfig)
 
 
 def what_file(path: Path) -> str | None:
@@ -49,14 +50,23 @@ MAGIC = ((b"\x89HDF", "an HDF5 file (e.g. Keras weights), not a PyTorch checkpoi
          (b"\x93NUMPY", "a NumPy array file, not a checkpoint"))
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read an aelab checkpoint as plain tensors and containers; anything else gets one line saying what it is."""
+def check_file(path: str | Path) -> Path:
+    """The path, when it names a file that can be a checkpoint; else one line saying what it is (no torch import,
+    so a wrong file is refused in a fraction of a second)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (runs keep theirs in <run>/checkpoints/)")
     kind = what_file(path)
     if kind is not None:
         raise CheckpointError(f"checkpoint {path} is {kind}")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read an aelab checkpoint as plain tensors and containers; anything else gets one line saying what it is."""
+    import torch
+
+    path = check_file(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's message advises weights_only=False: never repeat that advice
@@ -77,6 +87,8 @@ APPLY_KEY = "aelab_apply"  # what aelab-apply needs beyond the weights: preproce
 
 def write_apply_state(path: str | Path, state: dict[str, Any]) -> None:
     """Add `state` (tensors and plain values) to a written checkpoint under APPLY_KEY, atomically."""
+    import torch
+
     path = Path(path)
     ckpt = load_checkpoint(path)
     ckpt[APPLY_KEY] = state

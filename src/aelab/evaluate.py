@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
-from aelab.runtime import job_overrides
+from aelab.runtime import is_multirun, job_overrides
 from aelab.skeleton import guarded, quiet_libraries, run_job, stage_metrics
 from aelab.tracking.run import RunRecord
 
@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint at `cfg.ckpt_path`; return the record written to `<run>/result.json`."""
+    from aelab.checkpoint import check_file
+
+    check_file(cfg.ckpt_path)  # before the heavy imports: a wrong file is refused at once
     import pytorch_lightning as pl
 
     from aelab.build import build
@@ -30,17 +33,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     quiet_libraries()
     record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides())
-    record.data["checkpoint"] = str(cfg.ckpt_path)
-    loaded: dict[str, Any] = {}
-
-    def before() -> None:
+    try:  # everything that can refuse the run, before anything is written or started
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        loaded["model"], loaded["cfg"] = rebuild_model(load_checkpoint(cfg.ckpt_path))
-
-    def body(loggers: list) -> tuple[dict[str, float], dict[str, Any]]:
-        model, run_cfg = loaded["model"], loaded["cfg"]
+        model, run_cfg = rebuild_model(load_checkpoint(cfg.ckpt_path))
         task = build(run_cfg.task) if run_cfg.get("task") else None  # checkpoints from before tasks: reconstruct
         datamodule = build(cfg.data if cfg.get("data") else run_cfg.data, task=task)
+        datamodule.setup()
+    except Exception as err:
+        if is_multirun():  # the sweep's summary lists the job as failed
+            record.fail(err)
+        raise
+    record.data["checkpoint"] = str(cfg.ckpt_path)
+
+    def body(loggers: list) -> tuple[dict[str, float], dict[str, Any]]:
         for logger in loggers:
             logger.log_hyperparams({"eval": OmegaConf.to_container(cfg, resolve=True), **OmegaConf.to_container(run_cfg)})
         trainer: pl.Trainer = build(cfg.trainer, logger=loggers or False, enable_checkpointing=False)
@@ -52,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         return metrics, {"notes": suite.notes, "model": run_cfg.model.name, "data": datamodule.name,
                          "higher_is_better": {k: directions.get(k) for k in metrics}}  # None: not ranked
 
-    return run_job(record, cfg.logger, body, before=before)
+    return run_job(record, cfg.logger, body)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")

@@ -9,8 +9,10 @@ on (the job is marked failed). Neither imports torch or Lightning at module leve
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -38,17 +40,14 @@ def stage_metrics(metrics: dict[str, Any], *stages: str) -> dict[str, float]:
             if k.split("/")[0] in stages and not k.endswith(("_step", "_epoch"))}
 
 
-def run_job(record: RunRecord, logger_cfg: DictConfig, body: Body, before: Callable[[], None] | None = None,
-            **begin: Any) -> dict[str, Any]:
-    """Begin the record, run `before()` then `body(loggers)`, finish the record and close the loggers either way."""
+def run_job(record: RunRecord, logger_cfg: DictConfig, body: Body, **begin: Any) -> dict[str, Any]:
+    """Begin the record, run `body(loggers)`, finish the record and close the loggers either way."""
     from aelab.build import build
     from aelab.tracking.finish import close_loggers
 
     record.begin(**begin)
     loggers: list = []
     try:
-        if before is not None:
-            before()
         loggers = [build(c) for c in logger_cfg.values() if c is not None]
         metrics, extra = body(loggers)
     except BaseException as err:
@@ -61,13 +60,41 @@ def run_job(record: RunRecord, logger_cfg: DictConfig, body: Body, before: Calla
 
 
 def guarded(job: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any] | None:
-    """job(cfg); an aelab error, or any error of a sweep's job, is logged in one line: None in a sweep, else exit 1."""
+    """job(cfg); an aelab error, or any error of a sweep's job, is logged in one line: None in a sweep, else exit 1.
+
+    A single run that stops before it wrote anything of its own (a refused config, unreadable data) leaves no
+    folder behind: Hydra's own files in it are removed, and the parent folders Hydra made for it if now empty."""
     try:
         return job(cfg)
     except Exception as err:
         if full_errors() or not (is_multirun() or isinstance(err, AelabError)):
             raise
-        log.error("%s", err if isinstance(err, AelabError) else f"{type(err).__name__}: {err}")
+        message = str(err) if isinstance(err, AelabError) else f"{type(err).__name__}: {err}"
         if is_multirun():
+            log.error("%s", message)
             return None  # the job is marked failed in result.json; the sweep summary reports it
-        raise SystemExit(1) from None
+        to_log_files(message)
+        discard_bare_folder(Path(cfg.paths.output_dir), cfg.task_name, Path(cfg.paths.get("log_dir", cfg.paths.output_dir)))
+        raise SystemExit(f"error: {message}") from None
+
+
+def to_log_files(message: str) -> None:
+    """An error line for the run's log file only: the console gets it once, as the `error:` line of the exit."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def discard_bare_folder(folder: Path, task_name: str, top: Path) -> None:
+    """Remove `folder` when it holds only what Hydra writes at a job's start (`.hydra/`, `<task_name>.log`), then
+    its parents up to `top` (included) while they are empty."""
+    own = {".hydra", f"{task_name}.log"}
+    if not folder.is_dir() or any(p.name not in own for p in folder.iterdir()):
+        return
+    shutil.rmtree(folder)
+    top = top.resolve()
+    for parent in folder.resolve().parents:
+        if not parent.is_relative_to(top) or any(parent.iterdir()):
+            return
+        parent.rmdir()

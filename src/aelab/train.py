@@ -32,8 +32,26 @@ def check_launch(trainer: Any) -> None:
                           "by re-running the command line, which would start the sweep again")
 
 
-def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple[dict[str, float], str, Any]:
-    """Build data, model, callbacks and trainer from the config; fit, test the best checkpoint, run the eval suite.
+def prepare(cfg: DictConfig, ckpt_path: str | None) -> tuple[Any, Any]:
+    """Everything that can refuse the config, before anything is written or started (record, lock, W&B): the
+    checkpoint to resume, the seed, the data (read, shape inferred) and the model. Returns (datamodule, model)."""
+    import pytorch_lightning as pl
+
+    from aelab.build import build
+
+    check_corruption(cfg)
+    check_resume(cfg, ckpt_path)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build(cfg.data, task=build(cfg.task), seed=cfg.seed)
+    infer_data_shape(cfg, datamodule)
+    model = build(cfg.model)
+    datamodule.setup()
+    return datamodule, model
+
+
+def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None, datamodule: Any,
+                 model: Any) -> tuple[dict[str, float], str, Any]:
+    """Fit the prepared model, test the best checkpoint, run the eval suite.
 
     Returns the metrics, the best checkpoint and the suite's Evaluation (notes, metric directions)."""
     from aelab.baselines.base import Baseline
@@ -42,12 +60,8 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None) -> tuple
     from aelab.callbacks.rng import RngState
     from aelab.evals.base import Evaluation, run_suite
 
-    check_corruption(cfg)
-    datamodule = build(cfg.data, task=build(cfg.task), seed=cfg.seed)
-    infer_data_shape(cfg, datamodule)
     if is_global_zero():
         log.info("data preview: %s", datamodule.preview(Path(cfg.paths.output_dir)))
-    model = build(cfg.model)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
         logger.log_hyperparams(resolved)
@@ -148,8 +162,7 @@ def check_resume(cfg: DictConfig, path: str | None) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, optionally test, and return the record written to `<run>/result.json`."""
-    import pytorch_lightning as pl
-
+    from aelab.tracking.lock import RunLock
     from aelab.tracking.wandb import run_dir
 
     quiet_libraries()
@@ -157,26 +170,41 @@ def train(cfg: DictConfig) -> dict[str, Any]:
            "data": cfg.data.name, "task": cfg.task.name, "seed": cfg.seed}
     if cfg.data.get("normal_classes") is not None:
         run["normal_classes"] = ",".join(map(str, cfg.data.normal_classes))
-    record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides(), run=run, leader=is_global_zero())
+    leader = is_global_zero()
+    lock = RunLock(cfg.paths.output_dir, wait=cfg.get("wait_for_running", False))
+    record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides(), run=run, leader=leader)
     if record.completed_before and cfg.resume:
         log.info("%s: this job completed before; skipped (resume=false runs it again)", cfg.paths.output_dir)
         return record.previous
-    ckpt_path = resume_path(cfg, record)
+    if leader:
+        lock.check()  # a second launch refuses (or waits) before it reads any data
     limit_threads(cfg.threads)
-
-    def before() -> None:
-        check_resume(cfg, ckpt_path)
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    try:
+        datamodule, model = prepare(cfg, resume_path(cfg, record))
+    except Exception as err:
+        if is_multirun() and leader:  # the sweep's summary lists the job as failed
+            record.fail(err)
+        raise
+    if leader:
+        lock.claim()
+        record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides(), run=run)  # as it is now that we own it
+        if record.completed_before and cfg.resume:  # it completed while we waited
+            lock.release()
+            return record.previous
+    ckpt_path = resume_path(cfg, record)
 
     def body(loggers: list) -> tuple[dict[str, float], dict[str, Any]]:
-        metrics, best, suite = fit_and_test(cfg, loggers, ckpt_path)
+        metrics, best, suite = fit_and_test(cfg, loggers, ckpt_path, datamodule, model)
         wandb_dirs = [d for d in map(run_dir, loggers) if d is not None]
         return metrics, {"notes": suite.notes, "best_checkpoint": best or None,
                          "higher_is_better": {k: suite.higher_is_better.get(k) for k in metrics},  # None: not ranked
                          "wandb_dir": str(wandb_dirs[0]) if wandb_dirs else None}
 
-    # begun before DDP starts ranks > 0: they resume from the same checkpoint
-    return run_job(record, cfg.logger, body, before=before, resumed_from=ckpt_path)
+    try:  # begun before DDP starts ranks > 0: they resume from the same checkpoint
+        return run_job(record, cfg.logger, body, resumed_from=ckpt_path)
+    finally:
+        if leader:
+            lock.release()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-CONFIG_KEY = "aelab_config"
+from aelab.checkpoint import CONFIG_KEY
 
 
 class StoreConfig(pl.Callback):

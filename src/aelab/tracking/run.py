@@ -102,6 +102,11 @@ class RunRecord:
         self.write()
         return self.data
 
+    def fail(self, err: BaseException) -> dict[str, Any]:
+        """Record a job that stopped before it began (its config or data refused): the sweep summary lists it."""
+        self.begin()
+        return self.finish("failed", {}, error=f"{type(err).__name__}: {err}")
+
     def write(self) -> None:
         if self.leader:
             write_json(self.path, self.data)
