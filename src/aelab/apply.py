@@ -8,10 +8,9 @@ the anomaly score and the flag from the threshold stored at training time; `samp
 `export` writes the encoder, decoder and autoencoder as torch.export programs (.pt2) and ONNX files, checked
 against PyTorch with onnxruntime. `auto` picks by the run: an anomaly run (it stored a threshold) scores, else by
 its task (denoise: restore, colorize: colorize, else reconstruct). Inputs go through the run's own preprocessing
-(best.ckpt carries it: image size and channels, a table's columns and standardisation, audio's sample rate and clip
-length; images: channels, alpha rule and background). Images are read exactly as the run's training read its files
-(aelab.data.images: alpha, palettes, 16-bit, CMYK, EXIF orientation, colour <-> gray), and `apply.json` says what
-was done to them (`read`) and which files in the input folder are not inputs (`not_read`). Audio runs restore or
+(best.ckpt carries it: a table's columns and standardisation, audio's rate and clip length; for images the reading
+rule of aelab.data.images, so files are read exactly as training read them). `apply.json` says what reading did
+(`read`) and which files of the input folder are not inputs (`not_read`). Audio runs restore or
 reconstruct WAV/FLAC/OGG files of any length: each is resampled to the run's rate, processed in half-overlapping
 clips stitched back with a Hann window, and written as a WAV of the input's length and sample rate. A file that
 does not fit (undecodable, missing columns) gets one line and is skipped; the rest are done; `apply.json` lists both.
@@ -76,8 +75,7 @@ def image_inputs(paths: list[Path], root: Path, prep: dict[str, Any], colorize: 
         arrays.append(array)
         names.append(name)
         report.add(name, notes)
-    for line in report.lines():
-        log.info("%s", line)
+    report.log(f"input={root}")
     x = torch.from_numpy(np.stack(arrays)) if arrays else torch.empty(0, *prep["shape"])  # (N, C, H, W)
     return Inputs(Colorize().inputs(x) if colorize and arrays else x, names, skipped, report.record())
 

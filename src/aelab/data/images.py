@@ -83,17 +83,13 @@ class ImageRule:
         channels = prep.get("channels", shape[0] - (alpha == "keep"))
         return cls(channels, (shape[1], shape[2]), alpha, tuple(np.atleast_1d(prep.get("background", 1.0)).tolist()))
 
-    @property
-    def out_channels(self) -> int:
-        """The channels of the tensors: `channels`, plus one for alpha="keep"."""
-        return self.channels + (self.alpha == "keep")
-
     def settings(self) -> dict[str, Any]:
         """The rule as plain values (the checkpoint's preprocessing, the cache key)."""
         return {"channels": self.channels, "size": list(self.size) if self.size else None, "alpha": self.alpha,
                 "background": list(self.background)}
 
     def alpha_note(self) -> str:
+        """What was done to a file's alpha, e.g. 'had alpha, composited over white'."""
         if self.alpha == "keep":
             return "had alpha, kept as the last channel"
         return f"had alpha, composited over {NAMED.get(self.background, 'background ' + str(list(self.background)))}"
@@ -211,7 +207,7 @@ def open_first_frame(path: Path) -> tuple[Any, list[str]]:
         rotated = image.getexif().get(0x0112, 1) not in (0, 1)  # 0x0112: the orientation tag
         upright = ImageOps.exif_transpose(image)
         upright.load()
-    notes = [f"multi-frame, first frame used ({frames} frames)"] if frames > 1 else []
+    notes = ["multi-frame, first frame used"] if frames > 1 else []
     if rotated:
         notes.append("EXIF orientation applied")
     return upright, notes
