@@ -70,7 +70,8 @@ def audio_files(folder: Path) -> list[Path]:
     """The audio files in `folder` and its sub-folders (one level), in name order."""
     files, others = folder_files(folder, EXTENSIONS, "WAV/FLAC/OGG files", "group")
     if others:
-        log.info("%s: skipped %d file(s) that are not WAV/FLAC/OGG: %s", folder, len(others), named(others))
+        names = [p.relative_to(folder) for p in others]
+        log.info("%s: skipped %d file(s) that are not WAV/FLAC/OGG: %s", folder, len(others), named(names))
     return files
 
 
