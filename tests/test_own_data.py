@@ -69,9 +69,10 @@ def test_apply_reconstructs_new_images_and_skips_the_files_that_do_not_fit(image
     Image.fromarray(np.zeros((12, 12, 3), np.uint8) + 90).save(new / "class1" / "colour.png")  # RGB for a gray model
     result, record = apply(image_run, tmp_path / "out", f"input={new}", "mode=reconstruct")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert len(record["written"]) == 12 and len(record["skipped"]) == 2
-    assert any("broken.png" in s and "not a readable image" in s for s in record["skipped"])
-    assert any("colour.png" in s and "the model takes 1" in s for s in record["skipped"])
+    assert len(record["written"]) == 13 and len(record["skipped"]) == 1
+    assert "broken.png" in record["skipped"][0] and "not a readable image" in record["skipped"][0]
+    gray = record["read"]["converted"]["colour converted to gray (ITU-R 601 luma)"]  # as training converts
+    assert gray == {"count": 1, "first": ["class1/colour.png"]}
     from aelab.checkpoint import load_checkpoint, rebuild_model
 
     model = rebuild_model(load_checkpoint(image_run / "checkpoints" / "best.ckpt"))[0].eval()
@@ -183,7 +184,7 @@ def test_bad_image_folders_stop_with_one_line_naming_the_file(case: str, tmp_pat
         (folder / "3.png").write_bytes(b"\x89PNG truncated")
     if case == "mixed_sizes":
         Image.fromarray(np.zeros((20, 16), np.uint8)).save(folder / "9.png")
-    expected = {"empty": f"{folder} holds no PNG/JPEG images", "unreadable": f"{folder / '3.png'} is not a readable image",
+    expected = {"empty": f"{folder} holds no images Pillow reads", "unreadable": f"{folder / '3.png'} is not a readable image",
                 "mixed_sizes": f"{folder / '9.png'} is 16x20 but"}[case]
     fails_cleanly(["data=image_folder", f"data.path={folder}", "data.size=null", "data.cache_dir=null", *COMMON],
                   expected, tmp_path / "run")
@@ -201,7 +202,7 @@ def test_decoded_images_are_cached_and_read_back(tmp_path: Path) -> None:
     cached = list((tmp_path / "cache").glob("image_folder-*.pt"))
     assert len(cached) == 1 and first.shape == [3, 10, 10]
     torch.save({"x": torch.zeros(15, 3, 10, 10), "y": torch.zeros(15, dtype=torch.long), "classes": ["c"],
-                "files": ["f"] * 15}, cached[0])  # the cache is what a second read uses
+                "files": ["f"] * 15, "converted": {}, "bad_files": []}, cached[0])  # what a second read uses
     second = build(compose_cfg(overrides).data)
     second.setup()
     assert float(second.split("train").x.abs().sum()) == 0.0

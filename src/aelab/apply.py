@@ -8,11 +8,12 @@ the anomaly score and the flag from the threshold stored at training time; `samp
 `export` writes the encoder, decoder and autoencoder as torch.export programs (.pt2) and ONNX files, checked
 against PyTorch with onnxruntime. `auto` picks by the run: an anomaly run (it stored a threshold) scores, else by
 its task (denoise: restore, colorize: colorize, else reconstruct). Inputs go through the run's own preprocessing
-(best.ckpt carries it: image size and channels, a table's columns and standardisation, audio's sample rate and clip
-length). Audio runs restore or reconstruct WAV/FLAC/OGG files of any length: each is resampled to the run's rate,
-processed in half-overlapping clips stitched back with a Hann window, and written as a WAV of the input's length
-and sample rate. A file that does not fit (unreadable, wrong channels, missing columns) gets one line and is
-skipped; the rest are done; `apply.json` lists both.
+(best.ckpt carries it: a table's columns and standardisation, audio's rate and clip length; for images the reading
+rule of aelab.data.images, so files are read exactly as training read them). `apply.json` says what reading did
+(`read`) and which files of the input folder are not inputs (`not_read`). Audio runs restore or
+reconstruct WAV/FLAC/OGG files of any length: each is resampled to the run's rate, processed in half-overlapping
+clips stitched back with a Hann window, and written as a WAV of the input's length and sample rate. A file that
+does not fit (undecodable, missing columns) gets one line and is skipped; the rest are done; `apply.json` lists both.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ AUTO = {"denoise": "restore", "colorize": "colorize", "one_class": "score"}  # t
 
 @dataclass
 class Inputs:
-    """Model inputs read from the user's files: (N, *shape) tensor, a name per row, and the files skipped."""
+    """Model inputs read from the user's files: (N, *shape) tensor, a name per row, the files skipped, and for
+    images what reading did to them (ReadReport.record())."""
 
     x: Any
     names: list[str]
     skipped: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def skip(skipped: list[str], message: str) -> None:
@@ -50,28 +53,31 @@ def skip(skipped: list[str], message: str) -> None:
     skipped.append(message)
 
 
-def image_inputs(paths: list[Path], root: Path, shape: list[int], colorize: bool) -> Inputs:
-    """Each image converted to the run's size; a colour file for a grayscale model (or the reverse) is skipped,
-    except for colorize, which takes any file's luminance."""
+def image_inputs(paths: list[Path], root: Path, prep: dict[str, Any], colorize: bool) -> Inputs:
+    """Each image read as the run's training read its files (aelab.data.images, the rule stored in `prep`); a file
+    that does not decode is skipped. Colorize reads any file in colour and gives the model its luminance."""
     import numpy as np
     import torch
 
-    from aelab.data.base import to_float_images
-    from aelab.data.image_folder import read_image
+    from aelab.data.images import ImageRule, ReadReport, read_image
     from aelab.tasks import Colorize
 
-    channels = shape[0]
-    arrays, names, skipped = [], [], []
+    rule = ImageRule.from_preprocessing(prep)
+    arrays, names, skipped, report = [], [], [], ReadReport()
     for path in paths:
+        name = str(path.relative_to(root)) if path != root else path.name
         try:
-            arrays.append(read_image(path, channels, (shape[1], shape[2]), colour=None if colorize else channels == 3))
-            names.append(str(path.relative_to(root)) if path != root else path.name)
+            array, notes = read_image(path, rule)
         except DataError as err:
             skip(skipped, str(err))
-    if not arrays:
-        return Inputs(torch.empty(0, *shape), [], skipped)
-    x = to_float_images(torch.from_numpy(np.stack(arrays)))  # (N, H, W, C) uint8 -> (N, C, H, W) in [0, 1]
-    return Inputs(Colorize().inputs(x) if colorize else x, names, skipped)
+            report.bad_files.append(name)
+            continue
+        arrays.append(array)
+        names.append(name)
+        report.add(name, notes)
+    report.log(f"input={root}")
+    x = torch.from_numpy(np.stack(arrays)) if arrays else torch.empty(0, *prep["shape"])  # (N, C, H, W)
+    return Inputs(Colorize().inputs(x) if colorize and arrays else x, names, skipped, report.record())
 
 
 def table_inputs(paths: list[Path], prep: dict) -> Inputs:
@@ -104,16 +110,23 @@ def table_inputs(paths: list[Path], prep: dict) -> Inputs:
     return Inputs(x, names, skipped)
 
 
-def input_files(path: Path, kind: str) -> list[Path]:
-    suffixes = {"table": (".csv",), "audio": (".wav", ".flac", ".ogg")}.get(kind, (".png", ".jpg", ".jpeg"))
+def input_files(path: Path, kind: str) -> tuple[list[Path], list[Path]]:
+    """The files of `kind` at `path` (a file, or a folder searched at any depth) and the folder's other files."""
+    from aelab.data.base import list_folder, named
+    from aelab.data.images import image_extensions
+
+    suffixes = {"table": (".csv",), "audio": (".wav", ".flac", ".ogg")}.get(kind) or image_extensions()
     if path.is_file():
-        return [path]
+        return [path], []
     if not path.is_dir():
         raise DataError(f"input={path} does not exist")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    files, others = list_folder(path, suffixes, depth=None)
+    if others:
+        log.info("input=%s: %d file(s) are not %s inputs, not read: %s", path, len(others), kind,
+                 named([p.relative_to(path) for p in others]))
     if not files:
-        raise DataError(f"input={path} holds no {'/'.join(suffixes)} files")
-    return files
+        raise DataError(f"input={path} holds no {kind} input files ({named(sorted(suffixes), 6)})")
+    return files, others
 
 
 def write_images(images: Any, names: list[str], out: Path) -> list[str]:
@@ -181,7 +194,8 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     if cfg.input is None:
         raise ConfigError(f"mode={mode} needs input=<file or folder>")
     root = Path(cfg.input).expanduser()
-    files = input_files(root, prep["kind"])
+    files, others = input_files(root, prep["kind"])
+    record["not_read"] = {"count": len(others), "first": [str(p.relative_to(root)) for p in others[:5]]}
     if prep["kind"] == "audio":
         if mode not in ("reconstruct", "restore"):
             raise ConfigError(f"mode={mode} is not available for audio runs (reconstruct, restore, sample, export are)")
@@ -190,7 +204,8 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     if prep["kind"] == "table":
         inputs = table_inputs(files, prep)
     else:
-        inputs = image_inputs(files, root if root.is_dir() else root.parent, prep["shape"], colorize=mode == "colorize")
+        inputs = image_inputs(files, root if root.is_dir() else root.parent, prep, colorize=mode == "colorize")
+        record["read"] = inputs.report
     record["skipped"] = inputs.skipped
     if not inputs.names:
         raise DataError(f"none of the {len(files)} input file(s) fit the run (see the lines above)")

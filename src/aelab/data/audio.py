@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aelab.data.base import InMemoryDataModule, Splits, folder_files
+from aelab.data.base import InMemoryDataModule, Splits, folder_files, named
 from aelab.data.cache import cached
 from aelab.errors import ConfigError, DataError
 
@@ -68,7 +68,11 @@ def to_clips(wave: np.ndarray, length: int, hop: int) -> np.ndarray:
 
 def audio_files(folder: Path) -> list[Path]:
     """The audio files in `folder` and its sub-folders (one level), in name order."""
-    return folder_files(folder, EXTENSIONS, "WAV/FLAC/OGG files", "group")
+    files, others = folder_files(folder, EXTENSIONS, "WAV/FLAC/OGG files", "group")
+    if others:
+        names = [p.relative_to(folder) for p in others]
+        log.info("%s: skipped %d file(s) that are not WAV/FLAC/OGG: %s", folder, len(others), named(names))
+    return files
 
 
 def read_folder(folder: Path, files: list[Path], sample_rate: int, clip_length: int, peak: float,

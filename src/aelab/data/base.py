@@ -12,7 +12,7 @@ optimizer step consumes `world_size * batch_size` examples.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,16 +239,33 @@ class InMemoryDataModule(pl.LightningDataModule):
         return path
 
 
-def folder_files(folder: Path, extensions: tuple[str, ...], what: str, groups: str) -> list[Path]:
-    """The files with one of `extensions` in `folder` and its sub-folders (one level), in name order; DataError
-    naming `what` (e.g. "PNG/JPEG images") when the folder is missing or holds none."""
+def list_folder(folder: Path, extensions: Collection[str], depth: int | None) -> tuple[list[Path], list[Path]]:
+    """The files under `folder` (at most `depth` levels down, 1: directly in it; None: any) with one of
+    `extensions`, and the others (other extensions, hidden files or folders, deeper files), each in name order."""
+    kept, others = [], []
+    for p in sorted(p for p in folder.rglob("*") if p.is_file()):
+        parts = p.relative_to(folder).parts
+        wanted = (p.suffix.lower() in extensions and not any(s.startswith(".") for s in parts)
+                  and (depth is None or len(parts) <= depth))
+        (kept if wanted else others).append(p)
+    return kept, others
+
+
+def folder_files(folder: Path, extensions: Collection[str], what: str, groups: str) -> tuple[list[Path], list[Path]]:
+    """The files with one of `extensions` in `folder` and its sub-folders (one level), and the other files; DataError
+    naming `what` (e.g. "WAV/FLAC/OGG files") when the folder is missing or holds none."""
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder: set data.path to a folder of {what}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions
-                   and len(p.relative_to(folder).parts) <= 2 and not p.name.startswith("."))
+    files, others = list_folder(folder, extensions, depth=2)
     if not files:
-        raise DataError(f"{folder} holds no {what} (directly or in {groups} sub-folders)")
-    return files
+        raise DataError(f"{folder} holds no {what} (directly or in {groups} sub-folders)"
+                        + (f"; {len(others)} other file(s): {named(others)}" if others else ""))
+    return files, others
+
+
+def named(items: Sequence[object], shown: int = 5) -> str:
+    """The first `shown` items, comma-separated, '...' when there are more."""
+    return ", ".join(map(str, items[:shown])) + (", ..." if len(items) > shown else "")
 
 
 def to_float_images(raw: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Tensors parsed from a user's files, cached after the first read: `cached(files, settings, cache_dir, read)`.
 
 The key hashes every file's path, size and modification time with the settings that shape the tensors (image
-size, channels, columns), so an edited file or a new setting reads the files again. Written atomically.
+size, channels, alpha rule, background, columns), so an edited file or a new setting reads the files again.
+Written atomically.
 """
 
 from __future__ import annotations

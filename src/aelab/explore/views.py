@@ -133,10 +133,12 @@ class Explorer:
 
             if s.kind != "image":
                 return "<p>uploads are images; this run's data are not</p>"
-            inputs = image_inputs([Path(upload)], Path(upload).parent, list(s.cfg.model.in_shape), colorize=False)
+            prep = s.state.get("preprocessing") or {"kind": "image", "shape": list(s.cfg.model.in_shape)}
+            inputs = image_inputs([Path(upload)], Path(upload).parent, prep, colorize=False)  # read as training read
             if not inputs.names:
                 return f"<p>{html.escape('; '.join(inputs.skipped))}</p>"
-            x, what = inputs.x, "the uploaded image"
+            done = "; ".join(inputs.report["converted"])
+            x, what = inputs.x, "the uploaded image" + (f" ({done})" if done else "")
         else:
             x, what = s.test["x"][int(i) : int(i) + 1], f"test example {int(i)} ({s.label(int(s.test['y'][int(i)]))})"
         found = s.recognise(x)
