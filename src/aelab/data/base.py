@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -239,16 +240,38 @@ class InMemoryDataModule(pl.LightningDataModule):
         return path
 
 
-def folder_files(folder: Path, extensions: tuple[str, ...], what: str, groups: str) -> list[Path]:
-    """The files with one of `extensions` in `folder` and its sub-folders (one level), in name order; DataError
-    naming `what` (e.g. "PNG/JPEG images") when the folder is missing or holds none."""
+def folder_scan(folder: Path, extensions: tuple[str, ...], depth: int | None = 2) -> tuple[list[Path], list[str]]:
+    """The files under `folder` (at most `depth` path parts deep; None: any) ending in one of `extensions`, in name
+    order, and every other file as "relative/path (why)": hidden (a part starting with "."), another ending, too deep."""
+    files, skipped = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in parts):
+            skipped.append(f"{'/'.join(parts)} (hidden)")
+        elif path.suffix.lower() not in extensions:
+            skipped.append(f"{'/'.join(parts)} (not a file read here: ending {path.suffix or 'none'})")
+        elif depth is not None and len(parts) > depth:
+            skipped.append(f"{'/'.join(parts)} (deeper than one sub-folder)")
+        else:
+            files.append(path)
+    return files, skipped
+
+
+def counted(names: list[str], first: int = 5) -> dict[str, Any]:
+    """A list as what a run records of it: its length and its first few entries."""
+    return {"count": len(names), "first": names[:first]}
+
+
+def folder_files(folder: Path, extensions: tuple[str, ...], what: str, groups: str) -> tuple[list[Path], list[str]]:
+    """`folder_scan` of `folder` and its sub-folders (one level): the files and the skipped; DataError naming `what`
+    (e.g. "PNG/JPEG images") when the folder is missing or holds none."""
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder: set data.path to a folder of {what}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions
-                   and len(p.relative_to(folder).parts) <= 2 and not p.name.startswith("."))
+    files, skipped = folder_scan(folder, extensions)
     if not files:
-        raise DataError(f"{folder} holds no {what} (directly or in {groups} sub-folders)")
-    return files
+        raise DataError(f"{folder} holds no {what} (directly or in {groups} sub-folders)"
+                        + (f"; skipped {len(skipped)}, e.g. {', '.join(skipped[:3])}" if skipped else ""))
+    return files, skipped
 
 
 def to_float_images(raw: torch.Tensor) -> torch.Tensor:

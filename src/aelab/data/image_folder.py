@@ -27,7 +27,7 @@ MODES = {1: "L", 3: "RGB"}  # channels -> PIL mode
 
 def image_files(folder: Path) -> list[Path]:
     """The image files in `folder` and its sub-folders (one level), in name order."""
-    return folder_files(folder, EXTENSIONS, "PNG/JPEG images", "class")
+    return folder_files(folder, EXTENSIONS, "PNG/JPEG images", "class")[0]
 
 
 GRAY = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes without colour

@@ -64,7 +64,7 @@ class Restoration(Evaluator):
 
     def write_audio(self, test: dict, restored: torch.Tensor, data: InMemoryDataModule, out_dir: Path) -> dict[str, Path]:
         """The first `n_audio` test clips as `restoration_audio/clip<k>_{noisy,restored,clean}.wav`; logger key -> file."""
-        from aelab.data.audio import write_audio
+        from aelab.data.audio_io import write_audio
 
         files = {}
         for k in range(min(self.n_audio, len(restored))):
