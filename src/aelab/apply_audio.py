@@ -48,11 +48,11 @@ def high_band_line(setting: str, task: str, rates: list[int], model_rate: int) -
     nyquist = f"{model_rate / 2:g} Hz"
     if not above:
         return f"{rule}: every file is at or below the model's {model_rate} Hz, so none has content above {nyquist}"
-    what = ("the input's content above it is added back to the output (input minus its own band-limited version)"
-            if keep else "the output is low-passed there (the input's content above it is dropped)")
+    what = (f"their content above {nyquist} (the model's Nyquist) is added back to the output (input minus its own "
+            f"band-limited version)" if keep else
+            f"the output is low-passed at {nyquist} (the model's Nyquist): their content above it is dropped")
     count = sum(r > model_rate for r in rates)
-    return (f"{rule}: {count} file(s) at {', '.join(f'{r} Hz' for r in above)} exceed the model's {model_rate} Hz; "
-            f"above its Nyquist ({nyquist}) {what}")
+    return f"{rule}: {count} file(s) at {', '.join(f'{r} Hz' for r in above)} exceed the model's {model_rate} Hz; {what}"
 
 
 def through_model_rate(audio: Audio, prep: dict, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

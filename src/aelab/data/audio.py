@@ -3,9 +3,9 @@
 Every file is read by `audio_io.read_audio` (the reader `aelab-apply` uses too), mixed to mono (the mean of its
 channels), resampled to `sample_rate` (scipy's polyphase filter), scaled to a peak of `peak` and cut into clips of
 `clip_length` samples (the last one zero-padded); clips quieter than `min_rms` (silence) are dropped. Sub-folders
-are groups, e.g. speakers: y = the group's index (names in order). The test set is whole groups, so no test speaker
-is heard in training: `test_groups` names them, or is the seeded share of groups to hold out (of files, when there
-are no sub-folders). A clip is (1, clip_length) in [-1, 1].
+are groups, e.g. speakers: y = the group's index (names in order; files beside sub-folders form the group ".").
+The test set is whole groups, so no test speaker is heard in training: `test_groups` names them, or is the seeded
+share of groups to hold out (of files, when there are no sub-folders). A clip is (1, clip_length) in [-1, 1].
 
 Files without an audio ending (`audio_io.audio_extensions()`), hidden files and files deeper than one sub-folder are
 skipped and counted; a file with an audio ending that fails to decode stops the run (DataError naming it) unless
@@ -68,24 +68,25 @@ def read_folder(folder: Path, files: list[Path], sample_rate: int, clip_length: 
                 on_bad_file: str = "error") -> dict:
     """Clips (N, 1, L), their group (N,) and file index (N,), the group names, and what reading did (`report`)."""
     files, audios, bad = read_files(folder, files, sample_rate, on_bad_file)
-    names = [f.parent.name if f.parent != folder else "" for f in files]
-    groups = sorted(set(names) - {""})
+    names = [f.parent.name if f.parent != folder else "." for f in files]  # ".": beside the sub-folders, a group too
+    groups = sorted(set(names))
     clips, group, origin = [], [], []
     for k, (name, audio) in enumerate(zip(names, audios)):
         top = float(np.abs(audio.wave).max())
         cut = to_clips(audio.wave * (peak / top if top > 0 else 1.0), clip_length, clip_length)  # (n, L)
         cut = cut[np.sqrt((cut**2).mean(axis=1)) >= min_rms]
         clips.append(cut)
-        group += [groups.index(name) if name else 0] * len(cut)
+        group += [groups.index(name)] * len(cut)
         origin += [k] * len(cut)
     x = torch.from_numpy(np.concatenate(clips)).unsqueeze(1)  # (N, L) -> (N, 1, L)
     if len(x) == 0:
         raise DataError(f"{folder}: every clip is quieter than data.min_rms={min_rms}")
-    report = {"files_per_group": dict(Counter(n or "." for n in names)),
+    report = {"files_per_group": dict(sorted(Counter(names).items())),
               "sample_rates": {str(r): c for r, c in sorted(Counter(a.file_rate for a in audios).items())},
               "resampled": sum(a.file_rate != sample_rate for a in audios),
-              "mixed_to_mono": sum(a.channels > 1 for a in audios), "unreadable": bad}
-    return {"x": x, "y": torch.tensor(group), "file": torch.tensor(origin), "groups": groups or ["audio"],
+              "mixed_to_mono": sum(a.channels > 1 for a in audios), "unreadable": bad,
+              "groups_without_clips": [g for k, g in enumerate(groups) if k not in set(group)]}
+    return {"x": x, "y": torch.tensor(group), "file": torch.tensor(origin), "groups": ["audio"] if groups == ["."] else groups,
             "files": [str(f.relative_to(folder)) for f in files], "report": report}
 
 
@@ -93,11 +94,12 @@ def describe(report: dict[str, Any], sample_rate: int) -> str:
     """One line of what reading the folder did: files per group, rates met, resampled, mixed, skipped."""
     groups = ", ".join(f"{g}: {n}" for g, n in report["files_per_group"].items())
     rates = ", ".join(f"{r} Hz x{n}" for r, n in report["sample_rates"].items())
-    skipped, bad = report["skipped"], report["unreadable"]
+    skipped, bad, silent = report["skipped"], report["unreadable"], report["groups_without_clips"]
     return (f"{report['files']} audio files ({groups}); sample rates met: {rates}; {report['resampled']} resampled to "
             f"{sample_rate} Hz; {report['mixed_to_mono']} multi-channel mixed to mono (mean of channels); "
             f"skipped {skipped['count']} other files" + (f" ({', '.join(skipped['first'])})" if skipped["count"] else "")
-            + f"; {bad['count']} unreadable" + (f" ({', '.join(bad['first'])})" if bad["count"] else ""))
+            + f"; {bad['count']} unreadable" + (f" ({', '.join(bad['first'])})" if bad["count"] else "")
+            + (f"; no clip louder than data.min_rms in group(s) {', '.join(silent)}" if silent else ""))
 
 
 class AudioFolderDataModule(InMemoryDataModule):
