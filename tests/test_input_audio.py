@@ -107,10 +107,13 @@ def test_a_file_that_fails_to_decode_stops_the_run_unless_skipped(kinds: Path, t
                          "broken.flac is not a readable audio file", tmp_path / "run")
     assert str(group / "broken.flac") in line and line.endswith("or set data.on_bad_file=skip to leave it out")
     args = {"path": str(group.parent), "name": "a", "shape": None, "num_classes": None, "task": Task(), "clip_length": 256}
-    data = AudioFolderDataModule(**args, on_bad_file="skip", test_groups=0.5)
-    data.setup()
-    assert data.file_report["unreadable"] == {"count": 1, "first": ["g/broken.flac"]}
-    assert data.file_report["files"] == 2 and data.file_report["files_per_group"] == {"g": 2}
+    reports = []
+    for _ in range(2):  # decoded, then read back from the cache: the same report
+        data = AudioFolderDataModule(**args, on_bad_file="skip", test_groups=0.5, cache_dir=str(tmp_path / "cache"))
+        data.setup()
+        reports.append(data.file_report)
+    assert reports[0]["unreadable"] == {"count": 1, "first": ["g/broken.flac"]} and reports[1] == reports[0]
+    assert reports[0]["files"] == 2 and reports[0]["files_per_group"] == {"g": 2} and len(list(tmp_path.glob("cache/*")))
     with pytest.raises(ConfigError, match="data.on_bad_file must be one of error, skip"):
         AudioFolderDataModule(**args, on_bad_file="ignore")
 
@@ -172,7 +175,7 @@ def test_a_mixed_folder_trains_and_apply_scores_a_48k_file_against_its_reference
     wave = tones(48000, 2.0, (300.0, 1100.0, 2500.0))  # all below the model's Nyquist (4 kHz)
     noise = np.random.default_rng(0).normal(size=len(wave)).astype(np.float32)
     noise *= np.sqrt((wave**2).sum() / (noise**2).sum() * 10 ** (-5 / 10))  # white noise at 5 dB SNR
-    for folder, data in ((clean, wave), (noisy, wave + noise)):
+    for folder, data in ((clean, wave), (noisy, np.stack([wave + noise] * 2, axis=1))):  # the noisy file in stereo
         folder.mkdir()
         soundfile.write(str(folder / "talk.flac"), data, 48000, subtype="PCM_24")
     (noisy / "take notes.txt").write_text("not audio")
@@ -181,7 +184,7 @@ def test_a_mixed_folder_trains_and_apply_scores_a_48k_file_against_its_reference
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((tmp_path / "out" / "apply.json").read_text())
     assert record["other_files"] == {"count": 1, "first": ["take notes.txt (not a file read here: ending .txt)"]}
-    assert record["high_band"]["rule"] == "drop" and record["high_band"]["line"].startswith("high_band=drop (auto")
+    assert record["mixed_to_mono"] == {"count": 1, "first": ["talk.flac"]} and record["high_band"]["rule"] == "drop" and record["high_band"]["line"].startswith("high_band=drop (auto")
     scores = record["clean"]["files"]["talk.flac"]
     assert scores["rate"] == 48000 and scores["input"]["si_sdr"] == pytest.approx(5.0, abs=0.1)
     gain = 10 * np.log10(6)  # drop keeps 1/6 of white noise (0-4 of 0-24 kHz) and all of the signal

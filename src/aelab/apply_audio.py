@@ -2,7 +2,8 @@
 
 A file is read by `audio_io.read_audio` (the reader training uses: mono as the mean of the channels), scaled to the
 run's peak, resampled to the model's rate, processed in half-overlapping clips stitched back with a Hann window,
-resampled back to its own rate and written as a WAV at its relative path.
+resampled back to its own rate and written as a mono WAV at its relative path (ending .wav); apply.json counts the
+multi-channel files mixed to mono.
 
 The band above the model's Nyquist (model rate / 2) of a file at a higher rate never reaches the model; `high_band`
 says what the output holds there, in one log line recorded in apply.json:
@@ -25,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from aelab.data.audio_io import Audio, audio_extensions, fit_length, read_audio, resample, with_high_band, write_audio
+from aelab.data.base import counted
 from aelab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -118,25 +120,30 @@ def restore_audio(model: Any, files: list[Path], root: Path, prep: dict, out: Pa
     keep = keeps_high_band(high_band, task)
     model_fn = lambda w: overlap_add(w, prep["clip_length"], lambda x: batched(model.reconstruct, x,  # noqa: E731
                                                                                  device=model.device, size=size))
-    written, skipped, rates, scored = [], [], [], {}
+    written, skipped, rates, mixed, scored = [], [], [], [], {}
     for f in files:
         try:
-            audio = read_audio(f, None)  # (T,) at the file's own rate
+            audio = read_audio(f, None)  # (T,) at the file's own rate, mono
         except DataError as err:
             skip(skipped, str(err))
             continue
+        rel = f.relative_to(root)
         output = with_high_band(through_model_rate(audio, prep, model_fn), audio.wave, audio.rate, prep["sample_rate"],
                                 keep)
-        written.append(str(write_audio((out / f.relative_to(root)).with_suffix(".wav"), output, audio.rate).relative_to(out)))
+        written.append(str(write_audio((out / rel).with_suffix(".wav"), output, audio.rate).relative_to(out)))
         rates.append(audio.rate)
-        got = score_file(audio, f.relative_to(root), reference, prep, output, keep) if reference is not None else None
+        mixed += [str(rel)] * (audio.channels > 1)
+        got = score_file(audio, rel, reference, prep, output, keep) if reference is not None else None
         if got is not None:
-            scored[str(f.relative_to(root))] = got
+            scored[str(rel)] = got
     if not written:
         raise DataError(f"none of the {len(files)} input file(s) could be read (see the lines above)")
     line = high_band_line(high_band, task, rates, prep["sample_rate"])
     log.info(line)
-    record = {"written": written, "skipped": skipped,
+    if mixed:
+        log.info("%d multi-channel file(s) mixed to mono (the mean of the channels; outputs are mono): %s", len(mixed),
+                 ", ".join(mixed[:5]))
+    record = {"written": written, "skipped": skipped, "mixed_to_mono": counted(mixed),
               "high_band": {"setting": high_band, "rule": "keep" if keep else "drop", "line": line}}
     if reference is not None:
         record["clean"] = {"path": str(reference), "files": scored, "mean": mean_scores(scored) if scored else None}
