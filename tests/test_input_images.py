@@ -96,7 +96,7 @@ def test_every_kind_gives_the_known_tensor_in_training_apply_and_the_explorer(ch
         expected = expected @ LUMA[:, None] if channels == 1 else expected  # ITU-R 601 luma
         assert x.dtype == torch.float32 and x.shape == (channels, S, S)
         assert np.abs(x.numpy().transpose(1, 2, 0) - expected).max() <= tolerance, name
-    converted = {k: v["count"] for k, v in dm.input_report["converted"].items()}
+    converted = {k: v["count"] for k, v in dm.file_report["converted"].items()}
     assert converted[ALPHA_NOTE] == 3 and converted["multi-frame, first frame used"] == 1
     assert converted["EXIF orientation applied"] == 1 and converted["16-bit or more, read at full precision"] == 1
     assert converted["CMYK converted to RGB by R = (1 - C)(1 - K)"] == 2

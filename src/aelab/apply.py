@@ -10,10 +10,10 @@ against PyTorch with onnxruntime. `auto` picks by the run: an anomaly run (it st
 its task (denoise: restore, colorize: colorize, else reconstruct). Inputs go through the run's own preprocessing
 (best.ckpt carries it: a table's columns and standardisation, audio's rate and clip length; for images the reading
 rule of aelab.data.images, so files are read exactly as training read them). `apply.json` says what reading did
-(`read`) and which files of the input folder are not inputs (`not_read`). Audio runs restore or
-reconstruct WAV/FLAC/OGG files of any length: each is resampled to the run's rate, processed in half-overlapping
-clips stitched back with a Hann window, and written as a WAV of the input's length and sample rate. A file that
-does not fit (undecodable, missing columns) gets one line and is skipped; the rest are done; `apply.json` lists both.
+(`read`). Audio runs restore or reconstruct files of any length in any format training reads (`aelab.apply_audio`:
+the band above the model's Nyquist by `high_band`, scores against the `clean` originals). A file that does not fit
+(undecodable, missing columns) gets one line and is skipped; the rest are done; `apply.json` lists both, and counts
+the other files of an input folder (hidden, other endings) under `other_files`.
 """
 
 from __future__ import annotations
@@ -110,23 +110,24 @@ def table_inputs(paths: list[Path], prep: dict) -> Inputs:
     return Inputs(x, names, skipped)
 
 
-def input_files(path: Path, kind: str) -> tuple[list[Path], list[Path]]:
-    """The files of `kind` at `path` (a file, or a folder searched at any depth) and the folder's other files."""
-    from aelab.data.base import list_folder, named
+def input_files(path: Path, kind: str) -> tuple[list[Path], list[str]]:
+    """The input file, or the files of the run's kind under a folder (any depth), and the others skipped (named,
+    with why: hidden, another ending): images every ending Pillow reads, audio every ending libsndfile reads."""
+    from aelab.data.audio_io import audio_extensions
+    from aelab.data.base import folder_scan, named
     from aelab.data.images import image_extensions
 
-    suffixes = {"table": (".csv",), "audio": (".wav", ".flac", ".ogg")}.get(kind) or image_extensions()
+    suffixes = {"table": (".csv",), "audio": audio_extensions()}.get(kind) or image_extensions()
     if path.is_file():
         return [path], []
     if not path.is_dir():
         raise DataError(f"input={path} does not exist")
-    files, others = list_folder(path, suffixes, depth=None)
-    if others:
-        log.info("input=%s: %d file(s) are not %s inputs, not read: %s", path, len(others), kind,
-                 named([p.relative_to(path) for p in others]))
+    files, skipped = folder_scan(path, suffixes, depth=None)
+    if skipped:
+        log.info("input=%s: skipped %d file(s) not read here: %s", path, len(skipped), named(skipped))
     if not files:
         raise DataError(f"input={path} holds no {kind} input files ({named(sorted(suffixes), 6)})")
-    return files, others
+    return files, skipped
 
 
 def write_images(images: Any, names: list[str], out: Path) -> list[str]:
@@ -160,6 +161,7 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from aelab.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
+    from aelab.data.base import counted
     from aelab.density import restore_density
     from aelab.evals.base import batched
 
@@ -195,11 +197,17 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"mode={mode} needs input=<file or folder>")
     root = Path(cfg.input).expanduser()
     files, others = input_files(root, prep["kind"])
-    record["not_read"] = {"count": len(others), "first": [str(p.relative_to(root)) for p in others[:5]]}
+    record["other_files"] = counted(others)
     if prep["kind"] == "audio":
+        from aelab.apply_audio import restore_audio
+
         if mode not in ("reconstruct", "restore"):
             raise ConfigError(f"mode={mode} is not available for audio runs (reconstruct, restore, sample, export are)")
-        record.update(restore_audio(model, files, root if root.is_dir() else root.parent, prep, out, cfg.batch_size))
+        clean = Path(cfg.clean).expanduser() if cfg.get("clean") else None
+        if clean is not None and not clean.exists():
+            raise DataError(f"clean={clean} does not exist: give the clean file or folder of the inputs")
+        record.update(restore_audio(model, files, root if root.is_dir() else root.parent, prep, out, cfg.batch_size,
+                                    cfg.get("high_band", "auto"), task, clean))
         return record
     if prep["kind"] == "table":
         inputs = table_inputs(files, prep)
@@ -224,40 +232,12 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-def restore_audio(model: Any, files: list[Path], root: Path, prep: dict, out: Path, size: int) -> dict[str, Any]:
-    """Each audio file restored (or reconstructed) whole: a WAV of its own length and rate at its relative path."""
-    import numpy as np
-
-    from aelab.data.audio import overlap_add, read_audio, resample, write_audio
-    from aelab.evals.base import batched
-
-    written, skipped = [], []
-    for f in files:
-        try:
-            wave, rate = read_audio(f, None)  # (T,) at the file's own rate
-        except DataError as err:
-            skip(skipped, str(err))
-            continue
-        top = float(np.abs(wave).max())
-        scale = prep["peak"] / top if top > 0 else 1.0  # the level the run was trained at, undone afterwards
-        at_model = resample(wave * scale, rate, prep["sample_rate"])
-        restored = overlap_add(at_model, prep["clip_length"], lambda x: batched(model.reconstruct, x, device=model.device,
-                                                                               size=size))
-        back = resample(restored / scale, prep["sample_rate"], rate)[: len(wave)]
-        back = np.pad(back, (0, len(wave) - len(back)))  # resampling may give one sample less
-        target = (out / f.relative_to(root)).with_suffix(".wav")
-        written.append(str(write_audio(target, back, rate).relative_to(out)))
-    if not written:
-        raise DataError(f"none of the {len(files)} input file(s) could be read (see the lines above)")
-    return {"written": written, "skipped": skipped}
-
-
 def write_outputs(x: Any, names: list[str], prep: dict, out: Path, table_name: str) -> list[str]:
     """Images as PNGs; audio clips as WAVs at the run's rate; table rows back on the data's scale in one CSV."""
     if prep["kind"] == "image":
         return write_images(x, names, out)
     if prep["kind"] == "audio":
-        from aelab.data.audio import write_audio
+        from aelab.data.audio_io import write_audio
 
         return [str(write_audio((out / n).with_suffix(".wav"), clip, prep["sample_rate"]).relative_to(out))
                 for clip, n in zip(x, names)]

@@ -196,7 +196,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     def body(loggers: list) -> tuple[dict[str, float], dict[str, Any]]:
         metrics, best, suite = fit_and_test(cfg, loggers, ckpt_path, datamodule, model)
         wandb_dirs = [d for d in map(run_dir, loggers) if d is not None]
-        return metrics, {"notes": suite.notes, "best_checkpoint": best or None,
+        files = {"files": datamodule.file_report} if getattr(datamodule, "file_report", None) else {}
+        return metrics, {**files, "notes": suite.notes, "best_checkpoint": best or None,
                          "higher_is_better": {k: suite.higher_is_better.get(k) for k in metrics},  # None: not ranked
                          "wandb_dir": str(wandb_dirs[0]) if wandb_dirs else None}
 

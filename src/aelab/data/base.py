@@ -15,6 +15,7 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -239,28 +240,38 @@ class InMemoryDataModule(pl.LightningDataModule):
         return path
 
 
-def list_folder(folder: Path, extensions: Collection[str], depth: int | None) -> tuple[list[Path], list[Path]]:
-    """The files under `folder` (at most `depth` levels down, 1: directly in it; None: any) with one of
-    `extensions`, and the others (other extensions, hidden files or folders, deeper files), each in name order."""
-    kept, others = [], []
-    for p in sorted(p for p in folder.rglob("*") if p.is_file()):
-        parts = p.relative_to(folder).parts
-        wanted = (p.suffix.lower() in extensions and not any(s.startswith(".") for s in parts)
-                  and (depth is None or len(parts) <= depth))
-        (kept if wanted else others).append(p)
-    return kept, others
+def folder_scan(folder: Path, extensions: Collection[str], depth: int | None = 2) -> tuple[list[Path], list[str]]:
+    """The files under `folder` (at most `depth` path parts deep; None: any) ending in one of `extensions`, in name
+    order, and every other file as "relative/path (why)": hidden (a part starting with "."), another ending, too deep."""
+    files, skipped = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in parts):
+            skipped.append(f"{'/'.join(parts)} (hidden)")
+        elif path.suffix.lower() not in extensions:
+            skipped.append(f"{'/'.join(parts)} (not a file read here: ending {path.suffix or 'none'})")
+        elif depth is not None and len(parts) > depth:
+            skipped.append(f"{'/'.join(parts)} (deeper than one sub-folder)")
+        else:
+            files.append(path)
+    return files, skipped
 
 
-def folder_files(folder: Path, extensions: Collection[str], what: str, groups: str) -> tuple[list[Path], list[Path]]:
-    """The files with one of `extensions` in `folder` and its sub-folders (one level), and the other files; DataError
-    naming `what` (e.g. "WAV/FLAC/OGG files") when the folder is missing or holds none."""
+def counted(names: list[str], first: int = 5) -> dict[str, Any]:
+    """A list as what a run records of it: its length and its first few entries."""
+    return {"count": len(names), "first": names[:first]}
+
+
+def folder_files(folder: Path, extensions: Collection[str], what: str, groups: str) -> tuple[list[Path], list[str]]:
+    """`folder_scan` of `folder` and its sub-folders (one level): the files and the skipped; DataError naming `what`
+    (e.g. "PNG/JPEG images") when the folder is missing or holds none."""
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder: set data.path to a folder of {what}")
-    files, others = list_folder(folder, extensions, depth=2)
+    files, skipped = folder_scan(folder, extensions)
     if not files:
         raise DataError(f"{folder} holds no {what} (directly or in {groups} sub-folders)"
-                        + (f"; {len(others)} other file(s): {named(others)}" if others else ""))
-    return files, others
+                        + (f"; skipped {len(skipped)}, e.g. {', '.join(skipped[:3])}" if skipped else ""))
+    return files, skipped
 
 
 def named(items: Sequence[object], shown: int = 5) -> str:

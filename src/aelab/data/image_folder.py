@@ -4,7 +4,7 @@ Every file Pillow decodes is read (PNG, JPEG, WEBP, BMP, TIFF, GIF, ...; aelab.d
 becomes float (C, H, W) in [0, 1]: alpha, palettes, 16-bit, CMYK, EXIF orientation, first frames). Other files
 (text, SVG, hidden files, files deeper than one sub-folder) are skipped, counted and the first few named; a file
 with an image extension that does not decode stops the run with one line naming it, or with
-`data.on_bad_file=skip` is skipped, counted and named too. `input_report` holds what was done (JSON-ready).
+`data.on_bad_file=skip` is skipped, counted and named too. `file_report` holds what was done (JSON-ready).
 
 Images directly in the folder have no label (y = 0); images in sub-folders are labelled by sub-folder (classes in
 name order). Every image is converted to `channels` (1: grayscale, 3: RGB; `alpha=keep` adds alpha as one more)
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 READER = 2  # in the cache key: tensors cached by an earlier reader (alpha dropped, 8-bit only) are not reused
 
 
-def image_files(folder: Path) -> tuple[list[Path], list[Path]]:
+def image_files(folder: Path) -> tuple[list[Path], list[str]]:
     """The image files in `folder` and its sub-folders (one level), and the other files, in name order."""
     return folder_files(folder, image_extensions(), "images Pillow reads", "class")
 
@@ -86,17 +86,17 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.cache_dir, self.on_bad_file = cache_dir, on_bad_file
         self.classes: list[str] = []
         self.files: list[str] = []
-        self.input_report: dict[str, Any] = {}  # what reading did to the files: ReadReport.record()
+        self.file_report: dict[str, Any] = {}  # what reading did to the files: ReadReport.record()
 
     def load(self) -> Splits:
         files, others = image_files(self.path)
         settings = {"kind": "image_folder", "reader": READER, **self.rule.settings(), "on_bad_file": self.on_bad_file}
         blob = cached(files, settings, self.cache_dir, lambda: read_folder(self.path, files, self.rule, self.on_bad_file))
         x, y, self.classes, self.files = blob["x"], blob["y"], list(blob["classes"]), list(blob["files"])
-        report = ReadReport(len(x), dict(blob["converted"]), [str(p.relative_to(self.path)) for p in others],
+        report = ReadReport(len(x), dict(blob["converted"]), others,
                             list(blob["bad_files"]))
         report.log(str(self.path))
-        self.input_report = report.record()
+        self.file_report = report.record()
         if self.num_classes is None:
             self.num_classes = len(self.classes)
         n_test = int(round(self.test_size * len(x)))

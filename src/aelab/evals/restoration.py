@@ -4,7 +4,9 @@
 model's, `test/psnr_gain` their difference (dB); the same for SSIM on images, and for audio clips SNR and SI-SDR
 (`test/si_sdr_gain`). For a denoising task each of `task.levels` is measured too (`test/psnr_gain@0.5`), with test
 noise drawn once from a fixed seed. Audio runs also write `n_audio` test clips (noisy, restored, clean) as WAV files
-into `restoration_audio/` and log them to W&B.
+into `restoration_audio/` and log them to W&B. Audio is measured at the data's `sample_rate`, where input and
+target were resampled alike when read: a resample-only baseline here is the input itself (`test/si_sdr_input`);
+the baseline that separates resampling from the model is apply's (`aelab-apply clean=...`, at the files' own rates).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Restoration(Evaluator):
 
     def write_audio(self, test: dict, restored: torch.Tensor, data: InMemoryDataModule, out_dir: Path) -> dict[str, Path]:
         """The first `n_audio` test clips as `restoration_audio/clip<k>_{noisy,restored,clean}.wav`; logger key -> file."""
-        from aelab.data.audio import write_audio
+        from aelab.data.audio_io import write_audio
 
         files = {}
         for k in range(min(self.n_audio, len(restored))):
