@@ -17,7 +17,7 @@ from aelab.build import build
 from aelab.data.image_folder import image_files, read_folder
 from aelab.data.images import LUMA, ImageRule, check_background, image_extensions, read_image
 from aelab.errors import ConfigError
-from conftest import compose_cfg, run_cli
+from conftest import compose_cfg, read_result, run_cli
 
 S = 16  # every test image is S x S
 ALPHA_NOTE = "had alpha, composited over white"
@@ -199,13 +199,17 @@ def test_a_mixed_folder_through_train_and_apply(tmp_path: Path) -> None:
     out = run_cli("aelab-train", [*args, "data.on_bad_file=skip", f"hydra.run.dir={run}"])
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-3000:]
-    assert "3 file(s) are not images Pillow reads, skipped (.DS_Store, logo.svg, notes.txt)" in log
+    skipped = [".DS_Store (hidden)", "logo.svg (not a file read here: ending .svg)",
+               "notes.txt (not a file read here: ending .txt)"]
+    assert f"3 file(s) are not images Pillow reads, skipped ({', '.join(skipped)})" in log
+    files = read_result(run)["files"]  # the run's record says what reading did, as the log does
+    assert files["not_images"] == {"count": 3, "first": skipped} and files["bad_files"]["count"] == 1
     assert "1 image file(s) could not be decoded, skipped (broken.png)" in log and f"10 file(s) {ALPHA_NOTE}" in log
     result = run_cli("aelab-apply", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"input={folder}",
                                      f"output={tmp_path / 'out'}", "mode=encode"])
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((tmp_path / "out" / "apply.json").read_text())
     assert record["read"]["converted"][ALPHA_NOTE]["count"] == 10 and record["read"]["images"] == 10
-    assert record["not_read"] == {"count": 3, "first": [".DS_Store", "logo.svg", "notes.txt"]}
+    assert record["other_files"] == {"count": 3, "first": skipped}
     assert len(record["skipped"]) == 1 and "broken.png" in record["skipped"][0]
     assert np.load(tmp_path / "out" / "codes.npy").shape == (10, 2)
