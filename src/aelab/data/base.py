@@ -31,7 +31,8 @@ BINARIZE = (None, "dynamic", "static")  # data.binarize choices (null: keep the 
 
 @dataclass
 class Splits:
-    """Raw arrays from a source: images (N, C, H, W) float in [0, 1], integer labels (N,)."""
+    """Raw arrays from a source: images (N, C, H, W) float in [0, 1] or table rows (N, F) float64 as read
+    (standardised later by `preprocess`), integer labels (N,)."""
 
     x_train: torch.Tensor  # train pool, split into train/val with the split seed
     y_train: torch.Tensor
