@@ -203,11 +203,13 @@ def test_the_code_is_narrower_than_the_table_unless_the_user_says(tmp_path: Path
 
     x, kinds = raw_table()
     path = write(tmp_path / "t.csv", x, kinds)
-    for given, want in (([], 1), (["model.latent_dim=16"], 16)):
+    # 16 >= 3 columns: 3 // 2, unless given, or the model cannot take it (vq_vae: code_dim 4 must divide it)
+    for model, given, want in (("ae", [], 1), ("ae", ["model.latent_dim=16"], 16), ("vq_vae", [], 16)):
         monkeypatch.setattr("aelab.train.job_overrides", lambda: given)
-        cfg = compose_cfg(["data=csv", f"data.path={path}", "data.label_column=kind", "data.cache_dir=null"], tmp_path)
+        cfg = compose_cfg(["data=csv", f"data.path={path}", "data.label_column=kind", "data.cache_dir=null",
+                           f"model={model}", "model/arch=mlp"], tmp_path)
         infer_data_shape(cfg, build(cfg.data, task=build(cfg.task), seed=0))
-        assert cfg.data.shape == [3] and cfg.model.latent_dim == want  # 16 >= 3 columns: 3 // 2 unless given
+        assert cfg.data.shape == [3] and cfg.model.latent_dim == want
 
 
 def test_a_one_class_run_on_a_messy_table_records_its_warnings(tmp_path: Path) -> None:

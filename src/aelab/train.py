@@ -135,12 +135,25 @@ def infer_data_shape(cfg: DictConfig, datamodule: Any) -> None:
 
 def fit_code_size(cfg: DictConfig) -> None:
     """A table's code narrower than its F columns: model.latent_dim >= F, not set on the command line, becomes
-    max(1, F // 2) (an autoencoder whose code is as wide as its input can copy it and learns nothing)."""
+    max(1, F // 2) (an autoencoder whose code is as wide as its input can copy it and learns nothing), unless the
+    model cannot be built with it (e.g. vq_vae's code_dim must divide it): then it stays, with a warning."""
+    import torch
+
+    from aelab.build import build
+
     latent = cfg.model.get("latent_dim")
     given = any(o.lstrip("+~").split("=")[0] == "model.latent_dim" for o in job_overrides())
     if len(cfg.data.shape) != 1 or latent is None or given or latent < cfg.data.shape[0]:
         return
     cfg.model.latent_dim = max(1, cfg.data.shape[0] // 2)
+    try:
+        with torch.random.fork_rng():  # a trial build: the real model's initialisation stays as without it
+            build(cfg.model)
+    except ConfigError as err:
+        log.warning("%s: model.latent_dim %d >= its %d feature columns, but %d does not fit model=%s (%s): kept %d",
+                    cfg.data.name, latent, cfg.data.shape[0], cfg.model.latent_dim, cfg.model.name, err, latent)
+        cfg.model.latent_dim = latent
+        return
     log.warning("%s: model.latent_dim %d >= its %d feature columns: set to %d (model.latent_dim=... on the command "
                 "line keeps yours)", cfg.data.name, latent, cfg.data.shape[0], cfg.model.latent_dim)
 
