@@ -199,13 +199,14 @@ def test_exported_breast_cancer_reads_back_standardised(tmp_path: Path) -> None:
     assert path.read_text().splitlines()[0].endswith("worst fractal dimension,diagnosis")
     module = breast_cancer(path)
     module.setup()
-    pool = torch.cat([module.train_set.x, module.val_set.x])  # the train pool the statistics came from
+    train = module.train_set.x  # the train split, the only rows the statistics came from
     y = torch.cat([module.train_set.y, module.val_set.y, module.test_set.y])
-    assert len(y) == 569 and pool.shape[1] == 30 and int(y.sum()) == 212
+    assert len(y) == 569 and train.shape[1] == 30 and int(y.sum()) == 212
     assert torch.bincount(module.test_set.y).tolist() == [round(0.3 * 357), round(0.3 * 212)]  # stratified
-    assert torch.allclose(pool.mean(0), torch.zeros(30), atol=1e-5)
-    assert torch.allclose(pool.std(0, correction=0), torch.ones(30), atol=1e-5)
-    assert not torch.allclose(module.test_set.x.mean(0), torch.zeros(30), atol=1e-3)  # test rows not in the stats
+    assert torch.allclose(train.mean(0), torch.zeros(30), atol=1e-5)
+    assert torch.allclose(train.std(0, correction=0), torch.ones(30), atol=1e-5)
+    for held_out in (module.val_set.x, module.test_set.x):  # val and test rows not in the stats
+        assert not torch.allclose(held_out.mean(0), torch.zeros(30), atol=1e-3)
     assert module.feature_names[0] == "mean radius" and module.feature_mean.shape == (30,)
 
 

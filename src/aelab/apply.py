@@ -81,33 +81,32 @@ def image_inputs(paths: list[Path], root: Path, prep: dict[str, Any], colorize: 
 
 
 def table_inputs(paths: list[Path], prep: dict) -> Inputs:
-    """Rows of CSV files with the run's feature columns (any order, extra columns ignored), standardised with
-    the run's statistics; a file missing a column, or a row with a bad value, gets one line and is skipped."""
+    """Rows of CSV files with the run's feature columns (any order, extra columns ignored), read by the training
+    reader (encoding and delimiter detected unless the run forced them) and standardised with the run's
+    statistics; a file missing a column, or a row with a bad value, gets one line and is skipped."""
     import torch
 
-    from aelab.data.tabular import read_csv
+    from aelab.data.table_reader import parse_rows, read_csv
+    from aelab.data.tabular import standardise
 
-    columns, rows, names, skipped = prep["columns"], [], [], []
+    columns, blocks, names, skipped = prep["columns"], [], [], []
     for path in paths:
         try:
-            header, lines = read_csv(path)
+            table = read_csv(path, prep.get("delimiter"), prep.get("encoding"))
+            missing = [c for c in columns if c not in table.header]
+            if missing:
+                raise DataError(f"{path.name}: no column(s) {', '.join(map(repr, missing))} (the run used {len(columns)} columns)")
+            rows = parse_rows(table, None, [table.header.index(c) for c in columns], skip=True)
         except DataError as err:
             skip(skipped, str(err))
             continue
-        missing = [c for c in columns if c not in header]
-        if missing:
-            skip(skipped, f"{path.name}: no column(s) {', '.join(map(repr, missing))} (the run used {len(columns)} columns)")
-            continue
-        index = [header.index(c) for c in columns]
-        for line, row in lines:
-            try:
-                rows.append([float(row[i]) for i in index])
-                names.append(f"{path.name}:{line}")
-            except (ValueError, IndexError):
-                skip(skipped, f"{path.name} line {line}: a value in the run's columns is missing or not a number")
-    raw = torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(columns))
-    x = ((raw - prep["mean"]) / prep["std"]).float()
-    return Inputs(x, names, skipped)
+        log.info("%s: read as %s", path, table.describe())
+        for message in rows.skipped:
+            skip(skipped, f"{path.name} {message}")
+        names += [f"{path.name}:{line}" for line in rows.lines]
+        blocks.append(torch.from_numpy(rows.x))
+    raw = torch.cat(blocks) if blocks else torch.empty(0, len(columns), dtype=torch.float64)
+    return Inputs(standardise(raw, prep["mean"], prep["std"]), names, skipped)
 
 
 def input_files(path: Path, kind: str) -> tuple[list[Path], list[str]]:

@@ -70,6 +70,7 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None, datamodu
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved), RngState()]
     trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     check_launch(trainer)
+    notes = warn_few_steps(trainer, datamodule, getattr(model, "steps_per_call", 1))
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = stage_metrics(trainer.callback_metrics, "train", "val")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -81,22 +82,44 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None, datamodu
             suite = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir), trainer)
             metrics.update(suite.metrics)
         if trainer.is_global_zero and best:
-            store_apply_state(cfg, model, datamodule, best)
+            notes += store_apply_state(cfg, model, datamodule, best)
+    suite.notes += notes + getattr(datamodule, "notes", [])  # few steps, a loose threshold, the input's oddities
     suite.higher_is_better = {**model.metric_directions(), **suite.higher_is_better}
     return metrics, best, suite
 
 
-def store_apply_state(cfg: DictConfig, model: Any, datamodule: Any, best: str) -> None:
+def warn_few_steps(trainer: Any, datamodule: Any, steps_per_call: int = 1, enough: int = 500) -> list[str]:
+    """A warning (logged, and returned for the run's notes) when fitting will make fewer than `enough` optimizer
+    steps: ceil(train rows / (batch size * processes)) per epoch (train-batch limits and accumulation applied)
+    times max_epochs, capped by max_steps."""
+    batches = math.ceil(len(datamodule.split("train")) / (datamodule.batch_size * trainer.world_size))
+    limit = trainer.limit_train_batches
+    batches = min(batches, int(limit) * steps_per_call) if isinstance(limit, int) else math.ceil(limit * batches)
+    per_epoch = max(1, batches // trainer.accumulate_grad_batches)
+    epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else math.inf
+    steps = min(per_epoch * epochs, trainer.max_steps if trainer.max_steps > 0 else math.inf)
+    if steps >= enough:
+        return []
+    message = (f"this run makes only {steps} optimizer steps ({per_epoch} per epoch from {len(datamodule.split('train'))} "
+               f"train rows at batch size {datamodule.batch_size}, max_epochs={trainer.max_epochs}, max_steps="
+               f"{trainer.max_steps}): fewer than {enough}, the model may be far from trained (raise trainer.max_epochs)")
+    log.warning(message)
+    return [message]
+
+
+def store_apply_state(cfg: DictConfig, model: Any, datamodule: Any, best: str) -> list[str]:
     """What `aelab-apply` needs beyond the weights, fitted on the best weights (the model holds them after
     testing) and added to best.ckpt: the data's preprocessing, the code density, and for anomaly runs the
-    decision threshold calibrated on the (normal) validation split at `threshold_fpr`."""
+    decision threshold calibrated on the (normal) validation split at `threshold_fpr`. Returns notes for the
+    run record (a threshold whose false-positive rate is loosely known)."""
     from aelab.checkpoint import write_apply_state
     from aelab.density import density_state
-    from aelab.evals.anomaly import calibrate_threshold
+    from aelab.evals.anomaly import calibrate_threshold, threshold_warning
     from aelab.evals.base import split_codes
 
     model.eval()
     state: dict[str, Any] = {"preprocessing": datamodule.preprocessing(), "task": cfg.task.name}
+    notes = []
     anomaly = datamodule.normal_classes is not None
     if model.density is not None and (model.samples_from_density or anomaly):
         model.fit_density(split_codes(model, datamodule, "train", 10000)[0])
@@ -105,16 +128,48 @@ def store_apply_state(cfg: DictConfig, model: Any, datamodule: Any, best: str) -
         state["threshold"] = calibrate_threshold(model, datamodule, cfg.threshold_fpr)
         log.info("decision threshold %.4g on the %s score (flags %.0f%% of normal validation data)",
                  state["threshold"]["threshold"], state["threshold"]["score"], 100 * cfg.threshold_fpr)
+        notes = [w for w in [threshold_warning(state["threshold"])] if w is not None]
+        for warning in notes:
+            log.warning(warning)
     write_apply_state(best, state)
+    return notes
 
 
 def infer_data_shape(cfg: DictConfig, datamodule: Any) -> None:
     """A user's files set what the config leaves null (`data.shape`, `data.num_classes`): read them, then write
     the values into the config, so the model is sized from them and the checkpoint records them."""
     if cfg.data.get("shape") is None or cfg.data.get("num_classes") is None:
+        inferred = cfg.data.get("shape") is None
         datamodule.setup()
         cfg.data.shape, cfg.data.num_classes = list(datamodule.shape), datamodule.num_classes
         log.info("%s: shape %s, %s classes (read from the files)", cfg.data.name, cfg.data.shape, cfg.data.num_classes)
+        if inferred:
+            fit_code_size(cfg)
+
+
+def fit_code_size(cfg: DictConfig) -> None:
+    """A table's code narrower than its F columns: model.latent_dim >= F, not set on the command line, becomes
+    max(1, F // 2) (an autoencoder whose code is as wide as its input can copy it and learns nothing), unless the
+    model cannot be built with it (e.g. vq_vae's code_dim must divide it): then it stays, with a warning."""
+    import torch
+
+    from aelab.build import build
+
+    latent = cfg.model.get("latent_dim")
+    given = any(o.lstrip("+~").split("=")[0] == "model.latent_dim" for o in job_overrides())
+    if len(cfg.data.shape) != 1 or latent is None or given or latent < cfg.data.shape[0]:
+        return
+    cfg.model.latent_dim = max(1, cfg.data.shape[0] // 2)
+    try:
+        with torch.random.fork_rng():  # a trial build: the real model's initialisation stays as without it
+            build(cfg.model)
+    except ConfigError as err:
+        log.warning("%s: model.latent_dim %d >= its %d feature columns, but %d does not fit model=%s (%s): kept %d",
+                    cfg.data.name, latent, cfg.data.shape[0], cfg.model.latent_dim, cfg.model.name, err, latent)
+        cfg.model.latent_dim = latent
+        return
+    log.warning("%s: model.latent_dim %d >= its %d feature columns: set to %d (model.latent_dim=... on the command "
+                "line keeps yours)", cfg.data.name, latent, cfg.data.shape[0], cfg.model.latent_dim)
 
 
 def fit_baseline(cfg: DictConfig, model: Any, datamodule: Any, loggers: list) -> tuple[dict[str, float], str, Any]:

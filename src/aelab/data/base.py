@@ -32,7 +32,8 @@ BINARIZE = (None, "dynamic", "static")  # data.binarize choices (null: keep the 
 
 @dataclass
 class Splits:
-    """Raw arrays from a source: images (N, C, H, W) float in [0, 1], integer labels (N,)."""
+    """Raw arrays from a source: images (N, C, H, W) float in [0, 1] or table rows (N, F) float64 as read
+    (standardised later by `preprocess`), integer labels (N,)."""
 
     x_train: torch.Tensor  # train pool, split into train/val with the split seed
     y_train: torch.Tensor
@@ -91,7 +92,10 @@ def example_order(data: Dataset, shuffle: bool, shard: dict[str, int] | None, se
 
 
 class InMemoryDataModule(pl.LightningDataModule):
-    """Base datamodule: subclasses implement `load()`; this class splits, checks the shape and batches."""
+    """Base datamodule: subclasses implement `load()`; this class splits, checks the shape and batches.
+
+    Subclasses that standardise (tables) implement `fit_preprocessing` and `preprocess`: statistics come from
+    the train split alone, never from val, test or (one-class) anomalous rows, and apply to every split."""
 
     def __init__(
         self,
@@ -148,11 +152,20 @@ class InMemoryDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.val_size={self.val_size} leaves no train or no val data out of {n}")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
         val_idx, train_idx = self.normal_only(perm[:n_val], splits.y_train), self.normal_only(perm[n_val:], splits.y_train)
-        self.train_set = self.subset(splits.x_train, splits.y_train, splits.factors_train, train_idx, fixed=False)
-        self.val_set = self.subset(splits.x_train, splits.y_train, splits.factors_train, val_idx, fixed=True)
-        self.test_set = self.subset(splits.x_test, splits.y_test, splits.factors_test, None, fixed=True)
+        self.fit_preprocessing(splits.x_train[train_idx])  # the rows the model trains on, nothing else
+        x_pool, x_test = self.preprocess(splits.x_train), self.preprocess(splits.x_test)
+        self.train_set = self.subset(x_pool, splits.y_train, splits.factors_train, train_idx, fixed=False)
+        self.val_set = self.subset(x_pool, splits.y_train, splits.factors_train, val_idx, fixed=True)
+        self.test_set = self.subset(x_test, splits.y_test, splits.factors_test, None, fixed=True)
         log.info("%s: %d train, %d val, %d test, shape %s, task %s", self.name, len(self.train_set), len(self.val_set),
                  len(self.test_set), got, self.task.name)
+
+    def fit_preprocessing(self, x_train: torch.Tensor) -> None:
+        """Fit statistics on the train split only (after the val split and `normal_only`); default: none."""
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Any split as the model sees it, with what `fit_preprocessing` fitted; default: unchanged."""
+        return x
 
     def normal_only(self, idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The indices whose label is a normal class (all of them when `normal_classes` is unset)."""

@@ -48,7 +48,8 @@ def combined(test: dict[str, torch.Tensor], val: dict[str, torch.Tensor]) -> tor
 
 def calibrate_threshold(model: pl.LightningModule, data: InMemoryDataModule, fpr: float) -> dict:
     """The decision threshold of the model's first anomaly score (the one test/auroc uses) that flags a share
-    `fpr` of the validation examples, which are all normal: their (1 - fpr) quantile."""
+    `fpr` of the validation examples, which are all normal: their (1 - fpr) quantile; with how many it was
+    calibrated on and flags, and the 95% interval of its false-positive rate (`fpr_interval`)."""
     if not 0.0 < fpr < 1.0:
         from aelab.errors import ConfigError
 
@@ -58,7 +59,31 @@ def calibrate_threshold(model: pl.LightningModule, data: InMemoryDataModule, fpr
     scores = all_scores(model, val["x"], val["target"])
     name = next(iter(scores))
     threshold = float(torch.quantile(scores[name].double(), 1.0 - fpr))
-    return {"score": name, "threshold": threshold, "fpr": fpr, "calibrated_on": len(val["x"])}
+    flagged = int((scores[name].double() > threshold).sum())
+    return {"score": name, "threshold": threshold, "fpr": fpr, "calibrated_on": len(val["x"]), "flagged": flagged,
+            "fpr_interval": fpr_interval(flagged, len(val["x"]))}
+
+
+def fpr_interval(flagged: int, n: int, level: float = 0.95) -> list[float]:
+    """Clopper-Pearson interval of a false-positive rate seen as `flagged` of `n` normal rows:
+    [Beta_{a/2}(k, n - k + 1), Beta_{1 - a/2}(k + 1, n - k)], a = 1 - level, 0 / 1 at the ends."""
+    from scipy.stats import beta
+
+    alpha = 1.0 - level
+    low = float(beta.ppf(alpha / 2, flagged, n - flagged + 1)) if flagged > 0 else 0.0
+    high = float(beta.ppf(1 - alpha / 2, flagged + 1, n - flagged)) if flagged < n else 1.0
+    return [low, high]
+
+
+def threshold_warning(threshold: dict, half_width: float = 0.05) -> str | None:
+    """A sentence when the threshold's false-positive rate is known only within more than +-`half_width`."""
+    low, high = threshold["fpr_interval"]
+    if (high - low) / 2 <= half_width:
+        return None
+    return (f"the decision threshold was calibrated on {threshold['calibrated_on']} normal validation rows "
+            f"({threshold['flagged']} above it): its false-positive rate on new normal rows is somewhere in "
+            f"{100 * low:.1f}-{100 * high:.1f}% (95% Clopper-Pearson; asked {100 * threshold['fpr']:g}%); "
+            f"more validation rows (data.val_size) narrow it")
 
 
 class AnomalyDetection(Evaluator):
