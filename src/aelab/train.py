@@ -240,6 +240,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if is_multirun() and leader:  # the sweep's summary lists the job as failed
             record.fail(err)
         raise
+    run["latent_dim"] = cfg.model.latent_dim  # as built (a table's code size may follow its columns)
     if leader:
         lock.claim()
         record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides(), run=run)  # as it is now that we own it
