@@ -57,7 +57,7 @@ def test_training_from_a_checkpoint_of_another_variant_is_refused(trained: Path,
     out = run_cli("aelab-train", [*FAST, "model=ae", "model.latent_dim=5", "logger=none", f"ckpt_path={ckpt}",
                                   f"hydra.run.dir={tmp_path}"])
     assert out.returncode == 1 and "Traceback" not in out.stderr
-    line = next(l for l in (out.stdout + out.stderr).splitlines() if "ERROR" in l)
+    line = next(l for l in (out.stdout + out.stderr).splitlines() if l.startswith("error:"))
     assert "does not fit this model" in line and "name: checkpoint 'vae', config 'ae'" in line
     assert "latent_dim: checkpoint 16, config 5" in line
-    assert read_result(tmp_path)["state"] == "failed"
+    assert not tmp_path.exists()  # refused before the run began: no folder left behind

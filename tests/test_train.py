@@ -59,12 +59,12 @@ def test_same_seed_same_metrics(tmp_path: Path) -> None:
     assert runs[0]["metrics"] == runs[1]["metrics"]
 
 
-def test_failed_run_is_recorded_as_failed(tmp_path: Path) -> None:
+def test_a_refused_config_writes_nothing(tmp_path: Path) -> None:
+    """The model is built before the run record and the claim: a config it refuses leaves no trace in the folder."""
     cfg = compose_cfg([*FAST, "logger=none", "model.encoder.channels=[4,4,4,4,4]"], tmp_path)
     with pytest.raises(Exception, match="too many"):
         train(cfg)
-    record = read_result(tmp_path)
-    assert record["state"] == "failed" and "too many" in record["error"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_divergence_stops_the_run_and_names_the_step(tmp_path: Path) -> None:
