@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from aelab.data.base import named
+from aelab.data.base import counted, named
 from aelab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -111,11 +111,8 @@ class ReadReport:
 
     def record(self) -> dict[str, Any]:
         """JSON-ready: counts and the first SHOWN names of each group."""
-        def group(names: list[str]) -> dict[str, Any]:
-            return {"count": len(names), "first": names[:SHOWN]}
-
-        return {"images": self.images, "converted": {k: group(v) for k, v in self.converted.items()},
-                "not_images": group(self.not_images), "bad_files": group(self.bad_files)}
+        return {"images": self.images, "converted": {k: counted(v, SHOWN) for k, v in self.converted.items()},
+                "not_images": counted(self.not_images, SHOWN), "bad_files": counted(self.bad_files, SHOWN)}
 
     def lines(self) -> list[str]:
         """One sentence per group, e.g. '3 files had alpha, composited over white (a.png, b.png, c.png)'."""
