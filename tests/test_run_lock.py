@@ -4,11 +4,13 @@ launched twice through the real CLI."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +69,32 @@ def test_a_requeued_slurm_job_is_the_owner(tmp_path: Path, monkeypatch: pytest.M
     claim_of(tmp_path, "node17", 4242, age_s=5, slurm_job_id="981")
     with pytest.raises(RunBusyError):
         RunLock(tmp_path).claim()
+
+
+def claim_at_once(folder: str, start: float, results: Any) -> None:
+    """One of two processes that claim the same folder at the same moment: 'owner' or 'refused'."""
+    lock = RunLock(folder)
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        lock.claim()
+    except RunBusyError:
+        results.put("refused")
+        return
+    results.put("owner")
+    time.sleep(1.0)  # still holding it while the other one looks
+    lock.release()
+
+
+def test_two_launches_at_the_same_moment_give_one_owner(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    start = time.time() + 0.5
+    procs = [context.Process(target=claim_at_once, args=(str(tmp_path), start, results)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=30)
+    assert sorted(results.get(timeout=5) for _ in procs) == ["owner", "refused"]
 
 
 def test_one_job_launched_twice_trains_once(tmp_path: Path) -> None:

@@ -102,18 +102,31 @@ class RunLock:
             owner = self.busy_with()
 
     def claim(self) -> None:
-        """Take the folder: refuse or wait for a live owner, take over a stale or requeued one (said), then beat."""
+        """Take the folder: refuse or wait for a live owner, take over a stale or requeued one (said), then beat.
+        A free folder is taken by creating the lock exclusively, so of two launches at once only one wins."""
         self.check()
         found = self.owner()
-        if found is not None and not self.is_mine(found[0]):
-            info, age = found
-            log.warning("%s: taking over the stale claim of pid %s on %s (heartbeat %.0f s ago)", self.path.parent,
-                        info.get("pid"), info.get("host"), age)
-        elif found is not None and found[0].get("pid") != self.mine["pid"]:
-            log.info("%s: SLURM job %s started again; it keeps its claim", self.path.parent, self.mine["slurm_job_id"])
-        self.write()
+        if found is None:
+            try:
+                self.create()
+            except FileExistsError:  # another launch took it between our look and now
+                return self.claim()
+        else:
+            if not self.is_mine(found[0]):
+                info, age = found
+                log.warning("%s: taking over the stale claim of pid %s on %s (heartbeat %.0f s ago)", self.path.parent,
+                            info.get("pid"), info.get("host"), age)
+            elif found[0].get("pid") != self.mine["pid"]:
+                log.info("%s: SLURM job %s started again; it keeps its claim", self.path.parent, self.mine["slurm_job_id"])
+            self.write()
         self._beat = threading.Thread(target=self._heartbeat, name="aelab-run-lock", daemon=True)
         self._beat.start()
+
+    def create(self) -> None:
+        """Write the claim where there is none; FileExistsError when there is one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "w") as file:
+            file.write(json.dumps({**self.mine, "heartbeat_at": round(time.time(), 3)}) + "\n")
 
     def write(self) -> None:
         tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
