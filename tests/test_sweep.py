@@ -148,6 +148,23 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
     assert "not averaged in" in report.stdout and "failed" in (tmp_path / "report.md").read_text()
 
 
+def test_a_relaunched_sweep_leaves_a_job_another_process_trains_and_completes_the_rest(tmp_path: Path) -> None:
+    """Job 0 is held by a live process on another node (fresh heartbeat, a running record): the relaunch refuses
+    it in one line, leaves its claim and record as they were, completes job 1 and names job 0 as not completed."""
+    held = tmp_path / "0"
+    held.mkdir(parents=True)
+    claim = {"host": "node17", "pid": 4242, "slurm_job_id": "981", "started_at": time.time()}
+    (held / "run.lock").write_text(json.dumps(claim))
+    (held / "result.json").write_text(json.dumps({"state": "running", "attempts": 1, "overrides": [*SMALL, "model.latent_dim=2"]}))
+    before = {name: (held / name).read_bytes() for name in ("run.lock", "result.json")}
+    out = sweep(["model.latent_dim=2,3"], tmp_path)
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "is being trained by another process (pid 4242 on node17, SLURM job 981" in text
+    assert {name: (held / name).read_bytes() for name in before} == before
+    assert records(tmp_path)["1"]["state"] == "completed"
+    assert "1 of 2 jobs did not complete: 0" in text
+
+
 def test_resume_after_a_kill_skips_finished_jobs_and_continues_the_interrupted_one(tmp_path: Path) -> None:
     args = [*SMALL, "model.latent_dim=2,3,4", "trainer.max_epochs=4", "logger=wandb", f"hydra.sweep.dir={tmp_path}"]
     env = {**os.environ, "WANDB_MODE": "offline"}
