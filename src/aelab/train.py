@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
-from aelab.errors import ConfigError
+from aelab.errors import ConfigError, positive_int
 from aelab.runtime import is_global_zero, is_multirun, job_overrides, limit_threads
 from aelab.skeleton import guarded, quiet_libraries, run_job, stage_metrics
 from aelab.tracking.run import RunRecord
@@ -35,11 +35,12 @@ def check_launch(trainer: Any) -> None:
 def prepare(cfg: DictConfig, ckpt_path: str | None) -> tuple[Any, Any]:
     """Everything that can refuse the config, before anything is written or started (record, lock, W&B): the
     checkpoint to resume, the seed, the data (read, shape inferred) and the model. Returns (datamodule, model)."""
+    check_settings(cfg)  # before the heavy imports: a mistyped number costs a second, not Lightning's import
+    check_corruption(cfg)
     import pytorch_lightning as pl
 
     from aelab.build import build
 
-    check_corruption(cfg)
     check_resume(cfg, ckpt_path)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, task=build(cfg.task), seed=cfg.seed)
@@ -187,6 +188,18 @@ def fit_baseline(cfg: DictConfig, model: Any, datamodule: Any, loggers: list) ->
     for logger in loggers:
         logger.log_metrics(metrics, step=0)
     return metrics, "", suite
+
+
+POSITIVE_SETTINGS = ("model.latent_dim", "data.batch_size", "data.eval_batch_size")
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The plain numbers that must be positive integers, checked on the config alone (the parts check them again
+    when built from Python)."""
+    for key in POSITIVE_SETTINGS:
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            positive_int(key, value)
 
 
 def check_corruption(cfg: DictConfig) -> None:

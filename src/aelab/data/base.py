@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
-from aelab.errors import ConfigError, DataError
+from aelab.errors import ConfigError, DataError, positive_int
 from aelab.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         binarize: str | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ConfigError(f"data.batch_size must be a positive integer, got {batch_size}")
+        positive_int("data.batch_size", batch_size)
+        positive_int("data.eval_batch_size", eval_batch_size)
         # shape / num_classes null: inferred from the files by `setup` (a user's folder or table)
         self.name, self.num_classes = name, num_classes
         self.shape = list(shape) if shape is not None else None
