@@ -22,9 +22,9 @@ import warnings
 from dataclasses import asdict
 
 
-from aelab.build import build
-from aelab.runtime import limit_threads
-from aelab.skeleton import quiet_libraries
+from aelab.core.build import build
+from aelab.tracking.runtime import limit_threads
+from aelab.commands.job import quiet_libraries
 from bench_parts.common import (COMMAND, OUT, QUICK, Part, Settings, compose_cfg, cpu_seconds, log, machine,
                                 markdown, other_cores, show)
 from bench_parts.data import part_data
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     quiet_libraries()
     warnings.filterwarnings("ignore", ".*could not find the monitored key.*")  # validation is off on purpose
-    limit_threads(None)  # what aelab.train.train sets for a single run
+    limit_threads(None)  # what aelab.commands.train.train sets for a single run
     settings, start, cpu_before = (QUICK if args.quick else Settings()), time.perf_counter(), cpu_seconds()
     shutil.rmtree(OUT / "runs", ignore_errors=True)
     unknown = set(args.parts.split(",")) - set(PARTS.split(","))

@@ -13,9 +13,9 @@ import torch
 from aelab.data.audio import AudioFolderDataModule, overlap_add
 from aelab.data.audio_io import read_audio, write_audio
 from aelab.data.corruptions import AdditiveNoise, Clipping, DroppedSegments
-from aelab.errors import DataError
+from aelab.core.errors import DataError
 from aelab.evals.restoration import quality
-from aelab.tasks import Task
+from aelab.data.tasks import Task
 from conftest import compose_cfg, read_result, run_cli, wandb_summary
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make setup)")
@@ -125,7 +125,7 @@ def test_apply_restores_a_ten_second_noisy_wav_of_an_unheard_voice(speech: Path,
 
 
 def test_conv1d_and_unet1d_without_skips_are_the_same_network() -> None:
-    from aelab.build import build
+    from aelab.core.build import build
 
     shapes = ["data=audio_folder", "data.path=unused", "data.clip_length=2000", "model.latent_dim=8"]
     torch.manual_seed(0)

@@ -52,7 +52,7 @@ def test_defaults_are_fashion_mnist_conv_ae_wandb(tmp_path: Path) -> None:
 def test_cfg_job_does_not_import_torch() -> None:
     """`aelab-train --cfg job` composes without importing torch, Lightning or W&B."""
     code = ("import sys; sys.argv = ['aelab-train', '--cfg', 'job', 'data=digits', 'model=vae']\n"
-            "from aelab.train import main\n"
+            "from aelab.commands.train import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'pytorch_lightning', 'wandb') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
@@ -99,7 +99,7 @@ def test_help_imports_neither_hydra_nor_torch() -> None:
 def test_threads_caps_torch_and_the_blas_pools() -> None:
     """threads=1 must reach numpy's and scikit-learn's BLAS/OpenMP pools too, not only torch's."""
     code = ("import sklearn.mixture, torch; from threadpoolctl import threadpool_info; "
-            "from aelab.runtime import limit_threads; limit_threads(1); "
+            "from aelab.tracking.runtime import limit_threads; limit_threads(1); "
             "print(torch.get_num_threads(), sorted({p['num_threads'] for p in threadpool_info()}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1 [1]"

@@ -1,6 +1,6 @@
 """Contract suite over every variant YAML on disk (conf/model/*.yaml): a new variant is tested by existing.
 
-The checks are aelab.check's, which `aelab-check` runs on a researcher's own variant."""
+The checks are aelab.commands.check's, which `aelab-check` runs on a researcher's own variant."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from aelab import check
-from aelab.build import build
+from aelab.commands import check
+from aelab.core.build import build
 from conftest import CONF_DIR, compose_cfg
 
 VARIANTS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
@@ -87,7 +87,7 @@ def test_a_few_steps_lower_the_loss(variant: str, arch: str, tmp_path: Path, req
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_trains_validates_and_tests_through_lightning(variant: str, tmp_path: Path) -> None:
     """A few real Trainer steps per variant: catches what only the loops do (no_grad/inference mode, callbacks)."""
-    from aelab.train import train
+    from aelab.commands.train import train
 
     cfg = compose_cfg(["data=digits", f"model={variant}", "model/arch=mlp", f"model.latent_dim={LATENT}", "logger=none",
                        "callbacks.progress=null", "callbacks.embeddings.n=50", "trainer.max_epochs=1",

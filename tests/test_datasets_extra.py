@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from aelab.build import build
+from aelab.core.build import build
 from aelab.data import shapes as shapes_mod
 from aelab.data.photo_patches import PhotoPatchesDataModule, load_photo
 from aelab.data.shapes import GRID, ShapesDataModule
 from aelab.data.sklearn_tables import export_breast_cancer
 from aelab.data.tabular import CSVDataModule
-from aelab.errors import ConfigError, DataError
+from aelab.core.errors import ConfigError, DataError
 from conftest import compose_cfg
 
 N_GRID = 3 * 4 * 8 * 8 * 8

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from aelab.build import build
+from aelab.core.build import build
 from aelab.data.base import EpochBatchSampler, example_order
 from conftest import FAST, compose_cfg, read_result, run_cli
 

@@ -13,12 +13,12 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from aelab.build import build
+from aelab.core.build import build
 from aelab.data.base import InMemoryDataModule, Splits
 from aelab.data.corruptions import GaussianNoise
 from aelab.evals.anomaly import AnomalyDetection, detection_metrics
 from aelab.evals.restoration import Restoration
-from aelab.tasks import Colorize, Denoise, Task
+from aelab.data.tasks import Colorize, Denoise, Task
 from conftest import FAST, compose_cfg, read_result, run_cli
 
 

@@ -66,8 +66,8 @@ def as_pixels(x: torch.Tensor) -> np.ndarray:
 
 def run_model(run: Path):
     """The run's model (rebuilt from best.ckpt by the test itself) and the inputs of its first test examples."""
-    from aelab.build import build
-    from aelab.checkpoint import load_checkpoint, rebuild_model
+    from aelab.core.build import build
+    from aelab.tracking.checkpoint import load_checkpoint, rebuild_model
 
     model, cfg = rebuild_model(load_checkpoint(run / "checkpoints" / "best.ckpt"))
     data = build(cfg.data, task=build(cfg.task))
@@ -177,7 +177,7 @@ def train_run(folder: Path, args: list[str]) -> Path:
 def test_every_task_shows_what_it_means(tmp_path: Path) -> None:
     """Denoising shows noisy / restored / clean; an anomaly run its score against the stored threshold; data with
     factors traverse them; a deterministic AE samples from a code density; recognition names the probe's class."""
-    from aelab.checkpoint import APPLY_KEY, load_checkpoint
+    from aelab.tracking.checkpoint import APPLY_KEY, load_checkpoint
     from aelab.explore.views import Explorer
     from aelab.explore.runs import find_runs
 

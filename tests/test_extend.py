@@ -97,7 +97,7 @@ def test_a_truncated_record_is_kept_aside_and_the_job_runs_again(tmp_path: Path)
 def test_the_report_lists_a_damaged_record(tmp_path: Path) -> None:
     import json
 
-    from aelab.report import report
+    from aelab.reporting.report import report
 
     good = {"state": "completed", "metrics": {"test/mse": 0.1}, "higher_is_better": {"test/mse": False}, "seed": 0,
             "run": {"model": "ae", "latent_dim": 8}, "overrides": []}
@@ -149,7 +149,7 @@ class FixedSpreadGaussian(Bottleneck):
 
 
 def test_a_new_stochastic_bottleneck_gets_elbo_iw_likelihood_and_anomaly_score() -> None:
-    from aelab.build import build
+    from aelab.core.build import build
     from conftest import compose_cfg
 
     cfg = compose_cfg(["data=digits", "model=vae", "model/arch=mlp", "model.latent_dim=3",

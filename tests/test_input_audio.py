@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from aelab.apply_audio import high_band_line, keeps_high_band
+from aelab.commands.apply_audio import high_band_line, keeps_high_band
 from aelab.data.audio import AudioFolderDataModule, read_folder
 from aelab.data.audio_io import audio_extensions, band_limited, read_audio, with_high_band
-from aelab.errors import ConfigError
-from aelab.tasks import Task
+from aelab.core.errors import ConfigError
+from aelab.data.tasks import Task
 from conftest import run_cli
 from test_battery import fails_cleanly
 

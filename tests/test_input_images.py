@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from aelab.apply import image_inputs
-from aelab.build import build
+from aelab.commands.apply import image_inputs
+from aelab.core.build import build
 from aelab.data.image_folder import image_files, read_folder
 from aelab.data.images import LUMA, ImageRule, check_background, image_extensions, read_image
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 from conftest import compose_cfg, read_result, run_cli
 
 S = 16  # every test image is S x S

@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from aelab.errors import CheckpointError, ConfigError
+from aelab.core.errors import CheckpointError, ConfigError
 from aelab.metrics.disentanglement import dci, mig
 from aelab.metrics.frechet import (FeatureClassifier, cached_feature_classifier, classifier_accuracy, features,
                                    frechet_distance, train_feature_classifier)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-from aelab.build import build
+from aelab.core.build import build
 from aelab.bottlenecks.gaussian import DiagonalGaussian
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 from aelab.losses.likelihood import Bernoulli as BernoulliLik
 from aelab.losses.likelihood import Gaussian as GaussianLik
 from aelab.nets.conv import ConvDecoder, ConvEncoder

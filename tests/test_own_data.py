@@ -73,7 +73,7 @@ def test_apply_reconstructs_new_images_and_skips_the_files_that_do_not_fit(image
     assert "broken.png" in record["skipped"][0] and "not a readable image" in record["skipped"][0]
     gray = record["read"]["converted"]["colour converted to gray (ITU-R 601 luma)"]  # as training converts
     assert gray == {"count": 1, "first": ["class1/colour.png"]}
-    from aelab.checkpoint import load_checkpoint, rebuild_model
+    from aelab.tracking.checkpoint import load_checkpoint, rebuild_model
 
     model = rebuild_model(load_checkpoint(image_run / "checkpoints" / "best.ckpt"))[0].eval()
     x = torch.from_numpy(stripes(2, 100)).float().div(255).view(1, 1, 12, 12)  # the file as the run's input
@@ -102,7 +102,7 @@ def test_export_runs_outside_aelab_and_matches_pytorch(image_run: Path, tmp_path
     result, record = apply(image_run, tmp_path / "exported", "mode=export")
     assert result.returncode == 0, result.stderr[-2000:]
     assert all(v < 1e-4 for v in record["checks"].values()) and set(record["checks"]) == {"encoder", "decoder", "autoencoder"}
-    from aelab.checkpoint import load_checkpoint, rebuild_model
+    from aelab.tracking.checkpoint import load_checkpoint, rebuild_model
 
     model = rebuild_model(load_checkpoint(image_run / "checkpoints" / "best.ckpt"))[0].eval()
     x = torch.rand(7, 1, 12, 12)
@@ -191,7 +191,7 @@ def test_bad_image_folders_stop_with_one_line_naming_the_file(case: str, tmp_pat
 
 
 def test_decoded_images_are_cached_and_read_back(tmp_path: Path) -> None:
-    from aelab.build import build
+    from aelab.core.build import build
     from conftest import compose_cfg
 
     image_folder(tmp_path / "imgs", per_class=5)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aelab import paper
-from aelab.report import report
+from aelab.reporting import published as paper
+from aelab.reporting.report import report
 from conftest import ROOT, read_result, run_cli
 
 PAPER = sorted(p.stem for p in (ROOT / "conf" / "experiment" / "paper").glob("*.yaml"))
@@ -25,7 +25,7 @@ def write_run(sweep: Path, job: int, run: dict, metrics: dict, directions: dict,
               "run": {"data": "fashion_mnist", "arch": "conv", **run, "seed": seed}, "overrides": [f"seed={seed}"],
               "wall_time_s": 10.0, "started_at": 1000.0 + job, "finished_at": 1010.0 + job}
     (folder / "result.json").write_text(json.dumps(record))
-    config = {"trainer": {"max_epochs": 3}, "model": {"_target_": "aelab.module.AutoencoderModule"}}
+    config = {"trainer": {"max_epochs": 3}, "model": {"_target_": "aelab.models.autoencoder.AutoencoderModule"}}
     (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({**config, "reference": reference}))
 
 
@@ -206,7 +206,7 @@ def test_choice_check_accepts_options_in_sub_folders() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "reference").glob("*.yaml")))
 def test_reference_files_are_complete_and_keyed_like_our_runs(name: str) -> None:
-    from aelab.report import KEYS
+    from aelab.reporting.report import KEYS
 
     ref = yaml.safe_load((ROOT / "conf" / "reference" / f"{name}.yaml").read_text())
     assert ref["name"] == name and all(ref.get(k) for k in ("title", "citation", "table", "metric", "protocol", "differences"))

@@ -9,8 +9,8 @@ import torch
 
 from aelab.bottlenecks.topk import TopK
 from aelab.bottlenecks.vq import VectorQuantizer
-from aelab.build import build
-from aelab.errors import ConfigError
+from aelab.core.build import build
+from aelab.core.errors import ConfigError
 from aelab.nets.resnet import ResidualBlock, ResNetDecoder, ResNetEncoder
 from conftest import compose_cfg
 

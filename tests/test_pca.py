@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.decomposition import PCA
 
-from aelab.build import build
-from aelab.train import train
+from aelab.core.build import build
+from aelab.commands.train import train
 from conftest import FAST, compose_cfg
 
 LATENT = 8

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from aelab.build import build
-from aelab.colorspace import to_rgb, to_space
-from aelab.tasks import Colorize
+from aelab.core.build import build
+from aelab.data.colorspace import to_rgb, to_space
+from aelab.data.tasks import Colorize
 from conftest import compose_cfg
 
 
@@ -120,7 +120,7 @@ def test_chroma_models_keep_the_input_luminance_and_train_against_the_converted_
 
 
 def test_a_colour_space_on_gray_data_is_one_config_error() -> None:
-    from aelab.errors import ConfigError
+    from aelab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"color space lab needs colour images \(3, H, W\), got data.shape=\[1, 8, 8\]"):
         build(compose_cfg(["data=digits", "model.color_space=lab"]).model)
@@ -159,7 +159,7 @@ def test_classical_denoiser_raises_psnr_on_noisy_shapes(method: str) -> None:
 
 def test_noise_over_a_range_draws_one_level_per_example_within_it() -> None:
     from aelab.data.corruptions import GaussianNoise
-    from aelab.errors import ConfigError
+    from aelab.core.errors import ConfigError
 
     torch.manual_seed(0)
     stds = GaussianNoise([0.1, 0.5], clip=None)(torch.zeros(2000, 1, 28, 28)).flatten(1).std(1)  # (2000,) per example
@@ -173,7 +173,7 @@ def test_noise_over_a_range_draws_one_level_per_example_within_it() -> None:
 def test_a_skip_connected_chroma_model_exports_with_a_dynamic_batch(tmp_path: Path) -> None:
     import onnxruntime
 
-    from aelab.export import export
+    from aelab.commands.export import export
 
     model = model_on("unet", "task=colorize", "task.space=lab", data="shapes_color")
     written, checks = export(model, [3, 32, 32], tmp_path)

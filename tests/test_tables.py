@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from aelab import paper
-from aelab.build import build
-from aelab.density import TwoStageVAE
+from aelab.reporting import published as paper
+from aelab.core.build import build
+from aelab.densities.code_density import TwoStageVAE
 from aelab.evals.likelihood import active_units
 from aelab.metrics.precision_recall import precision_recall
-from aelab.report import report
+from aelab.reporting.report import report
 from conftest import compose_cfg
 from test_paper import write_run
 
@@ -42,7 +42,7 @@ def test_dynamic_binarisation_draws_anew_each_epoch_and_keeps_the_test_set_fixed
 
 
 def test_unknown_binarisation_is_one_clear_error() -> None:
-    from aelab.errors import ConfigError
+    from aelab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="data.binarize must be one of"):
         binarised_digits("sometimes")
@@ -163,7 +163,7 @@ def test_ranks_and_claims_in_the_report(tmp_path: Path) -> None:
 
 def test_gmm_draws_differ_between_calls_and_follow_the_torch_seed() -> None:
     """The generation evaluator samples in batches: each batch must be a new draw (scikit-learn alone would repeat it)."""
-    from aelab.density import LatentGMM
+    from aelab.densities.code_density import LatentGMM
 
     density = LatentGMM(3).fit(torch.randn(500, 4, generator=torch.Generator().manual_seed(0)))
     assert not torch.equal(density.sample(100), density.sample(100))

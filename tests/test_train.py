@@ -10,7 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from aelab.train import train
+from aelab.commands.train import train
 from conftest import FAST, compose_cfg, read_result, run_cli
 
 VARIANTS = [("ae", "mlp"), ("ae", "conv"), ("vae", "mlp"), ("vae", "conv")]
@@ -175,8 +175,8 @@ def test_several_steps_per_call_resume_exactly(tmp_path: Path) -> None:
 
 
 def test_steps_per_call_refuses_a_scheduler_and_non_positive_counts(tmp_path: Path) -> None:
-    from aelab.build import build
-    from aelab.errors import ConfigError
+    from aelab.core.build import build
+    from aelab.core.errors import ConfigError
 
     base = ["data=digits", "model/arch=mlp"]
     with pytest.raises(ConfigError, match="steps_per_call must be a positive integer"):

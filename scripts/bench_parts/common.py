@@ -18,7 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from aelab.console import make_console
+from aelab.tracking.console import make_console
 from aelab import CONF_DIR
 
 log = logging.getLogger("bench")

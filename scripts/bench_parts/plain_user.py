@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from aelab.build import build
+from aelab.core.build import build
 from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
-from aelab.runtime import limit_threads
+from aelab.tracking.runtime import limit_threads
 from bench_parts.common import compose_cfg, plain_step
 
 

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from aelab.build import build
+from aelab.core.build import build
 from aelab.callbacks.config import StoreConfig
 from aelab.data.base import InMemoryDataModule
 from bench_parts.common import (FIT, OUT, Epoch, EpochTimer, Part, Settings, compose_cfg, epoch_to_epoch, log,
@@ -20,7 +20,7 @@ from bench_parts.common import (FIT, OUT, Epoch, EpochTimer, Part, Settings, com
 
 
 def fit_aelab(overrides: list[str], datamodule: InMemoryDataModule, name: str) -> list[Epoch]:
-    """Build callbacks and trainer from the composed config as `aelab.train.fit_and_test` does; fit; time epochs."""
+    """Build callbacks and trainer from the composed config as `aelab.commands.train.fit_and_test` does; fit; time epochs."""
     run_dir = OUT / "runs" / name.replace(" ", "_").replace("%", "pct")
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run folder each fit, as a new run would have
     cfg = compose_cfg([*FIT, *overrides, f"paths.output_dir={run_dir}"])

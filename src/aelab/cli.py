@@ -205,31 +205,31 @@ def is_expected(err: Exception) -> bool:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from aelab.errors import AelabError
+    from aelab.core.errors import AelabError
 
     return isinstance(err, (AelabError, HydraException, OmegaConfBaseException, PermissionError))
 
 
 def train_main() -> Callable[[], None]:
-    from aelab.train import main
+    from aelab.commands.train import main
 
     return main
 
 
 def evaluate_main() -> Callable[[], None]:
-    from aelab.evaluate import main
+    from aelab.commands.evaluate import main
 
     return main
 
 
 def check_main() -> Callable[[], None]:
-    from aelab.check import main
+    from aelab.commands.check import main
 
     return main
 
 
 def apply_main() -> Callable[[], None]:
-    from aelab.apply import main
+    from aelab.commands.apply import main
 
     return main
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 
 
 @dataclass

@@ -12,7 +12,7 @@ import torch
 
 from aelab.bottlenecks.base import BottleneckOutput
 from aelab.bottlenecks.gaussian import DiagonalGaussian
-from aelab.errors import positive_int
+from aelab.core.errors import positive_int
 
 
 class ImportanceWeighted(DiagonalGaussian):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 
 
 class TopK(Bottleneck):

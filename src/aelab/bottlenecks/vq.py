@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 
 
 class VectorQuantizer(Bottleneck):

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from aelab.checkpoint import CONFIG_KEY
+from aelab.tracking.checkpoint import CONFIG_KEY
 
 
 class StoreConfig(pl.Callback):

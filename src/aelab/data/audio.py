@@ -27,7 +27,7 @@ import torch
 from aelab.data.audio_io import Audio, audio_extensions, read_audio, write_audio
 from aelab.data.base import InMemoryDataModule, Splits, counted, folder_files
 from aelab.data.cache import cached
-from aelab.errors import ConfigError, DataError
+from aelab.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

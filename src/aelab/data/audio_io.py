@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from aelab.errors import DataError
+from aelab.core.errors import DataError
 
 # libsndfile format -> the endings its files carry (WAVEX files are .wav too)
 FORMAT_ENDINGS = {

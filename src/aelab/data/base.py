@@ -22,8 +22,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
-from aelab.errors import ConfigError, DataError, positive_int
-from aelab.tasks import Task
+from aelab.core.errors import ConfigError, DataError, positive_int
+from aelab.data.tasks import Task
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 
 
 class GaussianNoise(nn.Module):

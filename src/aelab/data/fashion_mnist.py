@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from aelab.data.base import InMemoryDataModule, Splits, to_float_images
-from aelab.errors import DataError
+from aelab.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

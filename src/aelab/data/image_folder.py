@@ -25,7 +25,7 @@ import torch
 from aelab.data.base import InMemoryDataModule, Splits, folder_files
 from aelab.data.cache import cached
 from aelab.data.images import ON_BAD_FILE, ImageRule, ReadReport, image_extensions, read_image
-from aelab.errors import ConfigError, DataError
+from aelab.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

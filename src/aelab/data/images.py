@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from aelab.data.base import counted, named
-from aelab.errors import ConfigError, DataError
+from aelab.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from aelab.data.base import InMemoryDataModule, Splits, to_float_images
-from aelab.errors import ConfigError, DataError, positive_int
+from aelab.core.errors import ConfigError, DataError, positive_int
 
 log = logging.getLogger(__name__)
 

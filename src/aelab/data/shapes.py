@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from aelab.data.base import InMemoryDataModule, Splits
-from aelab.errors import ConfigError, DataError, positive_int
+from aelab.core.errors import ConfigError, DataError, positive_int
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from aelab.errors import DataError
+from aelab.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aelab.errors import ConfigError, DataError
+from aelab.core.errors import ConfigError, DataError
 
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}  # the candidates, in order of preference on a tie
 ALIASES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}  # data.delimiter=tab is easier to type

@@ -51,7 +51,7 @@ def calibrate_threshold(model: pl.LightningModule, data: InMemoryDataModule, fpr
     `fpr` of the validation examples, which are all normal: their (1 - fpr) quantile; with how many it was
     calibrated on and flags, and the 95% interval of its false-positive rate (`fpr_interval`)."""
     if not 0.0 < fpr < 1.0:
-        from aelab.errors import ConfigError
+        from aelab.core.errors import ConfigError
 
         raise ConfigError(f"threshold_fpr must be in (0, 1), got {fpr}")
     val = data.fixed_batch("val", len(data.split("val")))

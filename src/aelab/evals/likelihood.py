@@ -16,7 +16,7 @@ import torch
 
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, batched
-from aelab.errors import positive_int
+from aelab.core.errors import positive_int
 
 
 def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:

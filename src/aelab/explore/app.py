@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from aelab.errors import AelabError
+from aelab.core.errors import AelabError
 from aelab.explore.runs import find_runs, free_port
 from aelab.explore.views import Explorer
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
             import gradio  # noqa: F401
         except ImportError:
             sys.exit("aelab-explore: error: the explorer needs Gradio: pip install 'aelab[explore]'")
-        from aelab.skeleton import quiet_libraries
+        from aelab.commands.job import quiet_libraries
 
         quiet_libraries()
         explorer = Explorer(runs, args.n)

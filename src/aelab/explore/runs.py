@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from aelab.errors import AelabError, CheckpointError
+from aelab.core.errors import AelabError, CheckpointError
 
 CHECKPOINT = Path("checkpoints") / "best.ckpt"
 

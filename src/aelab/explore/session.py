@@ -12,9 +12,9 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from aelab.build import build
-from aelab.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
-from aelab.density import LatentGMM, restore_density
+from aelab.core.build import build
+from aelab.tracking.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
+from aelab.densities.code_density import LatentGMM, restore_density
 from aelab.evals.base import batched
 from aelab.explore.runs import RunInfo
 from aelab.metrics.reconstruction import data_kind

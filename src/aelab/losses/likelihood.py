@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 
 
 class Likelihood(nn.Module):

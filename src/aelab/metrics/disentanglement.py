@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import mutual_info_score
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 from aelab.metrics.probe import ArrayLike, to_numpy
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from scipy import linalg
 from torch import nn
 
-from aelab.errors import CheckpointError, ConfigError
+from aelab.core.errors import CheckpointError, ConfigError
 from aelab.metrics.probe import ArrayLike, to_numpy
 
 log = logging.getLogger(__name__)

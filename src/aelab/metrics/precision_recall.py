@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 from aelab.metrics.probe import ArrayLike, to_numpy
 
 

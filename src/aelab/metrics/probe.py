@@ -14,7 +14,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aelab.errors import ConfigError, positive_int
+from aelab.core.errors import ConfigError, positive_int
 
 Stage = Callable[[int], list[nn.Module]]  # extra layers for a stage with this many channels
 

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aelab.errors import ConfigError, positive_int
+from aelab.core.errors import ConfigError, positive_int
 
 
 def _stack(sizes: list[int], activation: Callable[[], nn.Module], last_activation: bool) -> list[nn.Module]:

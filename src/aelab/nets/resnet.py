@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 from aelab.nets.conv import CONVS, down_stack, up_stack
 
 

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 from aelab.nets.conv import ConvDecoder, ConvEncoder
 
 

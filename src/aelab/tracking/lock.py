@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aelab.errors import AelabError
+from aelab.core.errors import AelabError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

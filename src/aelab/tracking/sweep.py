@@ -37,7 +37,7 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.table import Table
 
-        from aelab.console import make_console
+        from aelab.tracking.console import make_console
 
         sweep_dir = Path(config.hydra.sweep.dir)
         records = job_records(sweep_dir)

@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from aelab.runtime import is_global_zero, is_multirun, job_overrides, sweep_dir, sweep_name
+from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, sweep_dir, sweep_name
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aelab.colorspace import check_space, to_space
-from aelab.errors import ConfigError
+from aelab.data.colorspace import check_space, to_space
+from aelab.core.errors import ConfigError
 
 
 class Task:
@@ -60,7 +60,7 @@ class Denoise(Task):
 
 class Colorize(Task):
     """Grayscale input (luminance repeated over the C=3 channels), colour target; `space` is the colour space the
-    model predicts in (aelab.colorspace; the module reads it as `model.color_space`)."""
+    model predicts in (aelab.data.colorspace; the module reads it as `model.color_space`)."""
 
     def __init__(self, name: str = "colorize", space: str = "rgb") -> None:
         super().__init__(name)

@@ -12,7 +12,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from aelab.errors import ConfigError, positive_int
+from aelab.core.errors import ConfigError, positive_int
 
 
 class LatentGMM:
@@ -65,7 +65,7 @@ class TwoStageVAE:
     def build(self, d: int) -> nn.Module:
         from aelab.bottlenecks.gaussian import DiagonalGaussian
         from aelab.losses.likelihood import Gaussian
-        from aelab.module import AutoencoderModule  # here: aelab.module imports this file
+        from aelab.models.autoencoder import AutoencoderModule  # here: aelab.models.autoencoder imports this file
         from aelab.nets.mlp import MLPDecoder, MLPEncoder
 
         latent = positive_int("model.density.latent_dim", self.latent_dim or d)

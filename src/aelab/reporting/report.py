@@ -14,10 +14,10 @@ import html
 import sys
 from pathlib import Path
 
-from aelab import paper
+from aelab.reporting import published as paper
 from aelab.tracking.run import read_record
 from aelab.tracking.sweep import dashboard_commands
-from aelab.stats import Cell
+from aelab.reporting.cell import Cell
 
 DEFAULT_METRICS = ("test/mse", "test/psnr", "test/ssim")
 SUITE_METRICS = ("test/probe_acc", "test/knn_acc", "test/auroc", "test/auprc", "test/psnr_gain", "test/ssim_gain",
@@ -186,7 +186,7 @@ def page(sweep: Path, table_md: str, plots: list[Path], runs: list[tuple[Path, d
 def print_table(varying: list[str], rows: dict, metrics: list[str], best: dict, failed: list) -> None:
     from rich.table import Table
 
-    from aelab.console import make_console
+    from aelab.tracking.console import make_console
 
     table = Table(title="mean ± std over seeds; n runs; bold: best")
     for name in [*varying, "n", *metrics]:
@@ -256,7 +256,3 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path}")
     if args.publish is not None:
         print(f"wrote {paper.publish(args.sweep, args.publish)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -17,8 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from aelab.errors import AelabError
-from aelab.runtime import full_errors, is_multirun
+from aelab.core.errors import AelabError
+from aelab.tracking.runtime import full_errors, is_multirun
 from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def stage_metrics(metrics: dict[str, Any], *stages: str) -> dict[str, float]:
 
 def run_job(record: RunRecord, logger_cfg: DictConfig, body: Body, **begin: Any) -> dict[str, Any]:
     """Begin the record, run `body(loggers)`, finish the record and close the loggers either way."""
-    from aelab.build import build
+    from aelab.core.build import build
     from aelab.tracking.finish import close_loggers
 
     record.begin(**begin)

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from aelab.stats import Cell
+from aelab.reporting.cell import Cell
 
 
 def load_reference(runs: list[tuple[Path, dict]]) -> dict | None:
@@ -232,7 +232,7 @@ def print_comparison(reference: dict, lines: list[dict], unmatched: list[dict], 
     """ours | paper | difference on the terminal (rich)."""
     from rich.table import Table
 
-    from aelab.console import make_console
+    from aelab.tracking.console import make_console
 
     table = Table(title=f"{reference.get('title', reference['name'])}: ours | paper | difference")
     for name in ("published", "our row", "metric", "ours", "paper", "difference"):

@@ -82,7 +82,7 @@ CHECKS: dict[str, Callable[[Any, dict[str, torch.Tensor]], str]] = {
 
 def build_model(cfg: DictConfig) -> tuple[Any, dict[str, torch.Tensor]]:
     """The variant's module (seeded) and a fixed training batch of the configured data."""
-    from aelab.build import build
+    from aelab.core.build import build
 
     data = build(cfg.data, task=build(cfg.task), seed=cfg.seed)
     data.setup()

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from aelab.build import build
+from aelab.core.build import build
 
-from aelab.errors import CheckpointError
+from aelab.core.errors import CheckpointError
 
 CONFIG_KEY = "aelab_config"  # the resolved run config inside every checkpoint (callbacks.config.StoreConfig)
 

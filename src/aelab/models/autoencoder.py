@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
-from aelab.colorspace import check_space, to_rgb, to_space
-from aelab.density import LatentGMM, TwoStageVAE
-from aelab.errors import ConfigError, DivergenceError, positive_int
+from aelab.data.colorspace import check_space, to_rgb, to_space
+from aelab.densities.code_density import LatentGMM, TwoStageVAE
+from aelab.core.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
 from aelab.losses.penalties import Penalty
 from aelab.metrics.reconstruction import COSTLY, data_kind, reconstruction_metrics

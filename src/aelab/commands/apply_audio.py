@@ -27,7 +27,7 @@ import numpy as np
 
 from aelab.data.audio_io import Audio, audio_extensions, fit_length, read_audio, resample, with_high_band, write_audio
 from aelab.data.base import counted
-from aelab.errors import ConfigError, DataError
+from aelab.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def restore_audio(model: Any, files: list[Path], root: Path, prep: dict, out: Pa
                   task: str, reference: Path | None = None) -> dict[str, Any]:
     """Each file restored whole (see the module docstring); what apply.json records: written, skipped, the
     high-band rule and its line, and with a reference the scores per file and on average."""
-    from aelab.apply import skip
+    from aelab.commands.apply import skip
     from aelab.data.audio import overlap_add
     from aelab.evals.base import batched
 

@@ -7,7 +7,7 @@ from typing import Any
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from aelab.errors import AelabError
+from aelab.core.errors import AelabError
 
 
 def build(node: Any, **kwargs: Any) -> Any:

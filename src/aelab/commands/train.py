@@ -17,9 +17,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
-from aelab.errors import ConfigError, positive_int
-from aelab.runtime import is_global_zero, is_multirun, job_overrides, limit_threads
-from aelab.skeleton import guarded, quiet_libraries, run_job, stage_metrics
+from aelab.core.errors import ConfigError, positive_int
+from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, limit_threads
+from aelab.commands.job import guarded, quiet_libraries, run_job, stage_metrics
 from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def prepare(cfg: DictConfig, ckpt_path: str | None) -> tuple[Any, Any]:
     check_corruption(cfg)
     import pytorch_lightning as pl
 
-    from aelab.build import build
+    from aelab.core.build import build
 
     check_resume(cfg, ckpt_path)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -56,7 +56,7 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None, datamodu
 
     Returns the metrics, the best checkpoint and the suite's Evaluation (notes, metric directions)."""
     from aelab.baselines.base import Baseline
-    from aelab.build import build
+    from aelab.core.build import build
     from aelab.callbacks.config import StoreConfig
     from aelab.callbacks.rng import RngState
     from aelab.evals.base import Evaluation, run_suite
@@ -113,8 +113,8 @@ def store_apply_state(cfg: DictConfig, model: Any, datamodule: Any, best: str) -
     testing) and added to best.ckpt: the data's preprocessing, the code density, and for anomaly runs the
     decision threshold calibrated on the (normal) validation split at `threshold_fpr`. Returns notes for the
     run record (a threshold whose false-positive rate is loosely known)."""
-    from aelab.checkpoint import write_apply_state
-    from aelab.density import density_state
+    from aelab.tracking.checkpoint import write_apply_state
+    from aelab.densities.code_density import density_state
     from aelab.evals.anomaly import calibrate_threshold, threshold_warning
     from aelab.evals.base import split_codes
 
@@ -154,7 +154,7 @@ def fit_code_size(cfg: DictConfig) -> None:
     model cannot be built with it (e.g. vq_vae's code_dim must divide it): then it stays, with a warning."""
     import torch
 
-    from aelab.build import build
+    from aelab.core.build import build
 
     latent = cfg.model.get("latent_dim")
     given = any(o.lstrip("+~").split("=")[0] == "model.latent_dim" for o in job_overrides())
@@ -221,7 +221,7 @@ def resume_path(cfg: DictConfig, record: RunRecord) -> str | None:
 
 def check_resume(cfg: DictConfig, path: str | None) -> None:
     """Refuse a checkpoint that does not fit the configured model, before fitting starts."""
-    from aelab.checkpoint import check_compatible, load_checkpoint
+    from aelab.tracking.checkpoint import check_compatible, load_checkpoint
 
     if path:
         check_compatible(load_checkpoint(path), cfg.model, path)
@@ -283,15 +283,9 @@ def main(cfg: DictConfig) -> float | None:
     result = guarded(train, cfg)
     if result is None:
         return math.nan
-    from aelab.console import print_result
+    from aelab.tracking.console import print_result
 
     wandb_dir = Path(result["wandb_dir"]) if result.get("wandb_dir") else None
     if is_global_zero():  # ranks > 0 of a DDP run print nothing: rank 0 prints the synced metrics
         print_result(f"{cfg.model.name} on {cfg.data.name}", result, Path(cfg.paths.output_dir), wandb_dir)
     return result["metrics"].get(cfg.optimized_metric, math.nan) if cfg.optimized_metric else None
-
-
-if __name__ == "__main__":
-    from aelab.cli import train as cli
-
-    cli()

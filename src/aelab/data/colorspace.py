@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from aelab.errors import ConfigError
+from aelab.core.errors import ConfigError
 
 SPACES = ("rgb", "ycbcr", "lab")
 _YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])

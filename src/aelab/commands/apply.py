@@ -10,7 +10,7 @@ against PyTorch with onnxruntime. `auto` picks by the run: an anomaly run (it st
 its task (denoise: restore, colorize: colorize, else reconstruct). Inputs go through the run's own preprocessing
 (best.ckpt carries it: a table's columns and standardisation, audio's rate and clip length; for images the reading
 rule of aelab.data.images, so files are read exactly as training read them). `apply.json` says what reading did
-(`read`). Audio runs restore or reconstruct files of any length in any format training reads (`aelab.apply_audio`:
+(`read`). Audio runs restore or reconstruct files of any length in any format training reads (`aelab.commands.apply_audio`:
 the band above the model's Nyquist by `high_band`, scores against the `clean` originals). A file that does not fit
 (undecodable, missing columns) gets one line and is skipped; the rest are done; `apply.json` lists both, and counts
 the other files of an input folder (hidden, other endings) under `other_files`.
@@ -28,8 +28,8 @@ import hydra
 from omegaconf import DictConfig
 
 from aelab import CONF_DIR
-from aelab.errors import ConfigError, DataError
-from aelab.skeleton import guarded, quiet_libraries
+from aelab.core.errors import ConfigError, DataError
+from aelab.commands.job import guarded, quiet_libraries
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def image_inputs(paths: list[Path], root: Path, prep: dict[str, Any], colorize: 
     import torch
 
     from aelab.data.images import ImageRule, ReadReport, read_image
-    from aelab.tasks import Colorize
+    from aelab.data.tasks import Colorize
 
     rule = ImageRule.from_preprocessing(prep)
     arrays, names, skipped, report = [], [], [], ReadReport()
@@ -154,14 +154,14 @@ def write_table(path: Path, header: list[str], rows: list[list[Any]]) -> str:
 
 def apply(cfg: DictConfig) -> dict[str, Any]:
     """Load the run, read the inputs, do the mode; return what apply.json records."""
-    from aelab.checkpoint import check_file
+    from aelab.tracking.checkpoint import check_file
 
     check_file(cfg.ckpt_path)  # before the heavy imports: a wrong file is refused at once
     import torch
 
-    from aelab.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
+    from aelab.tracking.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
     from aelab.data.base import counted
-    from aelab.density import restore_density
+    from aelab.densities.code_density import restore_density
     from aelab.evals.base import batched
 
     quiet_libraries()
@@ -183,7 +183,7 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     prep = state["preprocessing"]
     record: dict[str, Any] = {"checkpoint": str(cfg.ckpt_path), "mode": mode, "task": task, "written": [], "skipped": []}
     if mode == "export":
-        from aelab.export import export
+        from aelab.commands.export import export
 
         record["written"], record["checks"] = export(model, prep["shape"], out)
         return record
@@ -198,7 +198,7 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     files, others = input_files(root, prep["kind"])
     record["other_files"] = counted(others)
     if prep["kind"] == "audio":
-        from aelab.apply_audio import restore_audio
+        from aelab.commands.apply_audio import restore_audio
 
         if mode not in ("reconstruct", "restore"):
             raise ConfigError(f"mode={mode} is not available for audio runs (reconstruct, restore, sample, export are)")
@@ -278,9 +278,3 @@ def main(cfg: DictConfig) -> None:
     print(f"{record['mode']}: wrote {done} file(s) into {cfg.output}"
           + (f"; skipped {len(record['skipped'])} (listed in apply.json)" if record["skipped"] else "")
           + (f"; {record['flagged']} flagged as anomalies" if "flagged" in record else ""))
-
-
-if __name__ == "__main__":
-    from aelab.cli import apply as cli
-
-    cli()

@@ -13,8 +13,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
-from aelab.runtime import is_multirun, job_overrides
-from aelab.skeleton import guarded, quiet_libraries, run_job, stage_metrics
+from aelab.tracking.runtime import is_multirun, job_overrides
+from aelab.commands.job import guarded, quiet_libraries, run_job, stage_metrics
 from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test the checkpoint at `cfg.ckpt_path`; return the record written to `<run>/result.json`."""
-    from aelab.checkpoint import check_file
+    from aelab.tracking.checkpoint import check_file
 
     check_file(cfg.ckpt_path)  # before the heavy imports: a wrong file is refused at once
     import pytorch_lightning as pl
 
-    from aelab.build import build
-    from aelab.checkpoint import load_checkpoint, rebuild_model
+    from aelab.core.build import build
+    from aelab.tracking.checkpoint import load_checkpoint, rebuild_model
     from aelab.evals.base import run_suite
 
     quiet_libraries()
@@ -65,12 +65,6 @@ def main(cfg: DictConfig) -> None:
     result = guarded(evaluate, cfg)
     if result is None:  # a failed job of a sweep: recorded, reported by the sweep summary
         return
-    from aelab.console import print_result
+    from aelab.tracking.console import print_result
 
     print_result(f"{result['model']} on {result['data']} (test)", result, Path(cfg.paths.output_dir), None)
-
-
-if __name__ == "__main__":
-    from aelab.cli import evaluate as cli
-
-    cli()

@@ -1,0 +1,1 @@
+"""The commands: train, evaluate, apply, check, export, and the job they share (job.py)."""

@@ -1,0 +1,1 @@
+"""Errors and the config builder that every layer uses."""

@@ -1,0 +1,1 @@
+"""The LightningModule that trains every composition (autoencoder.py) and the model API it offers."""
