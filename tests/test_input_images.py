@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aelab.commands.apply import image_inputs
+from aelab.data.inputs import image_inputs
 from aelab.core.build import build
 from aelab.data.image_folder import image_files, read_folder
 from aelab.data.images import LUMA, ImageRule, check_background, image_extensions, read_image

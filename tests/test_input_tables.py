@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import scipy.stats
 import torch
 
-from aelab.commands.apply import table_inputs
+from aelab.data.inputs import table_inputs
 from aelab.data.tabular import CSVDataModule
 from aelab.core.errors import ConfigError, DataError
 from aelab.evals.anomaly import calibrate_threshold, fpr_interval, threshold_warning

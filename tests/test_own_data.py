@@ -52,7 +52,7 @@ def test_image_folder_run_infers_shape_and_classes_and_writes_a_preview(image_ru
     data = ckpt["aelab_config"]["data"]
     assert data["shape"] == [1, 12, 12] and data["num_classes"] == 3  # read from the files, recorded in the run
     state = ckpt["aelab_apply"]
-    assert state["preprocessing"]["classes"] == ["class0", "class1", "class2"] and state["density"]["kind"] == "gmm"
+    assert state["preprocessing"]["classes"] == ["class0", "class1", "class2"] and state["density"]["kind"] == "LatentGMM"
     preview = Image.open(image_run / "data_preview.png")
     assert preview.size[0] > 12 * 8  # a grid of training images
 

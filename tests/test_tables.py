@@ -12,7 +12,7 @@ import torch
 
 from aelab.reporting import published as paper
 from aelab.core.build import build
-from aelab.densities.code_density import TwoStageVAE
+from aelab.densities import TwoStageVAE
 from aelab.evals.likelihood import active_units
 from aelab.metrics.precision_recall import precision_recall
 from aelab.reporting.report import report
@@ -163,7 +163,7 @@ def test_ranks_and_claims_in_the_report(tmp_path: Path) -> None:
 
 def test_gmm_draws_differ_between_calls_and_follow_the_torch_seed() -> None:
     """The generation evaluator samples in batches: each batch must be a new draw (scikit-learn alone would repeat it)."""
-    from aelab.densities.code_density import LatentGMM
+    from aelab.densities import LatentGMM
 
     density = LatentGMM(3).fit(torch.randn(500, 4, generator=torch.Generator().manual_seed(0)))
     assert not torch.equal(density.sample(100), density.sample(100))

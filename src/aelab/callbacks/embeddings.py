@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from pytorch_lightning.loggers import WandbLogger  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
-from aelab.callbacks.logging import log_image  # noqa: E402
+from aelab.tracking.media import log_image  # noqa: E402
 
 
 def pca_scatter(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> Path:

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torchvision.utils import make_grid, save_image
 
-from aelab.callbacks.logging import log_image
+from aelab.tracking.media import log_image
 from aelab.evals.base import split_codes
 
 

@@ -113,7 +113,7 @@ def restore_audio(model: Any, files: list[Path], root: Path, prep: dict, out: Pa
                   task: str, reference: Path | None = None) -> dict[str, Any]:
     """Each file restored whole (see the module docstring); what apply.json records: written, skipped, the
     high-band rule and its line, and with a reference the scores per file and on average."""
-    from aelab.commands.apply import skip
+    from aelab.data.inputs import skip
     from aelab.data.audio import overlap_add
     from aelab.evals.base import batched
 

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
 from aelab.tracking.runtime import is_multirun, job_overrides
-from aelab.commands.job import guarded, quiet_libraries, run_job, stage_metrics
+from aelab.commands.job import guarded, run_job, stage_metrics
+from aelab.tracking.console import quiet_libraries
 from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)

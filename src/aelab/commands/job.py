@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,7 @@ from aelab.tracking.runtime import full_errors, is_multirun
 from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
-QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*",
-         ".*overridden `on_after_batch_transfer`.*")
 Body = Callable[[list], tuple[dict[str, float], dict[str, Any]]]  # loggers -> (metrics, other record fields)
-
-
-def quiet_libraries() -> None:
-    """Silence warnings that do not apply to in-memory data on CPU, and Lightning's advertising tips."""
-    for pattern in QUIET:
-        warnings.filterwarnings("ignore", pattern)
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
 
 def stage_metrics(metrics: dict[str, Any], *stages: str) -> dict[str, float]:

@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from aelab import CONF_DIR
 from aelab.core.errors import ConfigError, positive_int
 from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, limit_threads
-from aelab.commands.job import guarded, quiet_libraries, run_job, stage_metrics
+from aelab.commands.job import guarded, run_job, stage_metrics
+from aelab.tracking.console import quiet_libraries
 from aelab.tracking.run import RunRecord
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,6 @@ def store_apply_state(cfg: DictConfig, model: Any, datamodule: Any, best: str) -
     decision threshold calibrated on the (normal) validation split at `threshold_fpr`. Returns notes for the
     run record (a threshold whose false-positive rate is loosely known)."""
     from aelab.tracking.checkpoint import write_apply_state
-    from aelab.densities.code_density import density_state
     from aelab.evals.anomaly import calibrate_threshold, threshold_warning
     from aelab.evals.base import split_codes
 
@@ -124,7 +124,7 @@ def store_apply_state(cfg: DictConfig, model: Any, datamodule: Any, best: str) -
     anomaly = datamodule.normal_classes is not None
     if model.density is not None and (model.samples_from_density or anomaly):
         model.fit_density(split_codes(model, datamodule, "train", 10000)[0])
-        state["density"] = density_state(model.density)
+        state["density"] = model.density_state()
     if anomaly:
         state["threshold"] = calibrate_threshold(model, datamodule, cfg.threshold_fpr)
         log.info("decision threshold %.4g on the %s score (flags %.0f%% of normal validation data)",

@@ -1,1 +1,9 @@
-"""Densities fitted on a trained model's codes (what sampling and the code-density anomaly score use)."""
+"""Ex-post densities of the training codes (`model/density=`), fitted after training: deterministic autoencoders
+sample through them (Ghosh et al. 2020, RAE + GMM), and any model can (`model.sample_from: density`, e.g. the
+two-stage VAE of Dai & Wipf 2019). Each implements aelab.models.density.CodeDensity.
+"""
+
+from aelab.densities.gmm import LatentGMM
+from aelab.densities.two_stage import TwoStageVAE
+
+__all__ = ["LatentGMM", "TwoStageVAE"]

@@ -73,7 +73,7 @@ def run_suite(suite: Mapping[str, Any] | None, model: pl.LightningModule, data: 
     """Build and run every evaluator of the `eval` config; log metrics and images to the trainer's loggers;
     return their metrics, directions and notes in one Evaluation."""
     from aelab.core.build import build
-    from aelab.callbacks.logging import log_audio, log_image
+    from aelab.tracking.media import log_audio, log_image
 
     evaluators: dict[str, Evaluator] = {name: build(node) for name, node in (suite or {}).items()}
     total = Evaluation()

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
             import gradio  # noqa: F401
         except ImportError:
             sys.exit("aelab-explore: error: the explorer needs Gradio: pip install 'aelab[explore]'")
-        from aelab.commands.job import quiet_libraries
+        from aelab.tracking.console import quiet_libraries
 
         quiet_libraries()
         explorer = Explorer(runs, args.n)

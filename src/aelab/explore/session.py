@@ -14,7 +14,7 @@ import torch
 
 from aelab.core.build import build
 from aelab.tracking.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
-from aelab.densities.code_density import LatentGMM, restore_density
+from aelab.densities import LatentGMM
 from aelab.evals.base import batched
 from aelab.explore.runs import RunInfo
 from aelab.metrics.reconstruction import data_kind
@@ -72,7 +72,7 @@ class Session:
         self.model, self.cfg = rebuild_model(ckpt)
         self.model.eval()
         self.state = ckpt.get(APPLY_KEY) or {}
-        restore_density(self.model.density, self.state.get("density"))
+        self.model.load_density(self.state.get("density"))
         task = build(self.cfg.task) if self.cfg.get("task") else None
         self.task = self.cfg.task.name if task is not None else "reconstruct"
         self.data = build(self.cfg.data, task=task)

@@ -129,7 +129,7 @@ class Explorer:
 
         s = self.session(name)
         if upload:
-            from aelab.commands.apply import image_inputs
+            from aelab.data.inputs import image_inputs
 
             if s.kind != "image":
                 return "<p>uploads are images; this run's data are not</p>"

@@ -11,10 +11,10 @@ from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
 from aelab.data.colorspace import check_space, to_rgb, to_space
-from aelab.densities.code_density import LatentGMM, TwoStageVAE
 from aelab.core.errors import ConfigError, DivergenceError, positive_int
 from aelab.losses.likelihood import Likelihood
 from aelab.losses.penalties import Penalty
+from aelab.models.density import CodeDensity
 from aelab.metrics.reconstruction import COSTLY, data_kind, reconstruction_metrics
 
 EVAL_STAGES = ("val", "test")
@@ -45,7 +45,7 @@ class AutoencoderModule(pl.LightningModule):
         loss_weights: dict[str, float] | None = None,
         penalties: dict[str, Penalty] | None = None,
         corruption: nn.Module | None = None,
-        density: LatentGMM | TwoStageVAE | None = None,
+        density: CodeDensity | None = None,
         sample_from: str = "auto",
         schedules: list[pl.Callback] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
@@ -147,6 +147,15 @@ class AutoencoderModule(pl.LightningModule):
             return
         self.density.fit(z)
         self.density_codes = z.detach()
+
+    def density_state(self) -> dict | None:
+        """The fitted code density's state, for a checkpoint; None when there is none or it is not fitted."""
+        return self.density.state() if self.density is not None and self.density.fitted else None
+
+    def load_density(self, state: dict | None) -> None:
+        """Load a stored code density into the configured one (nothing to do when either is missing)."""
+        if self.density is not None and state is not None:
+            self.density.load_state(state)
 
     def anomaly_score(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-example score (B,): -log p(target|z), plus the bottleneck's `elbo_terms` (i.e. -ELBO) when it declares them."""

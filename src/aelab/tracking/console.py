@@ -1,11 +1,25 @@
-"""The end-of-run CLI output: a rich table of final metrics and how to look at the run."""
+"""What the commands print: library warnings that do not apply silenced, and the end-of-run rich table of final
+metrics with how to look at the run."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+
+QUIET = (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*",
+         ".*overridden `on_after_batch_transfer`.*")
+
+
+def quiet_libraries() -> None:
+    """Silence warnings that do not apply to in-memory data on CPU, and Lightning's advertising tips."""
+    for pattern in QUIET:
+        warnings.filterwarnings("ignore", pattern)
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
 
 def make_console() -> Console:

@@ -1,49 +1,14 @@
-"""Ex-post densities of the training codes (`model/density=`), fitted after training: deterministic autoencoders
-sample through them (Ghosh et al. 2020, RAE + GMM), and any model can (`model.sample_from: density`, e.g. the
-two-stage VAE of Dai & Wipf 2019). Each has `fit(z)`, `sample(n)`, `log_prob(z)` and `fitted`.
-"""
+"""The two-stage VAE's second stage (Dai & Wipf 2019): a VAE over the first stage's codes."""
 
 from __future__ import annotations
 
 from functools import partial
 
-import numpy as np
 import torch
-from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from aelab.core.errors import ConfigError, positive_int
-
-
-class LatentGMM:
-    """A scikit-learn Gaussian mixture fitted on training codes; `sample(n)` draws new codes from it."""
-
-    def __init__(self, n_components: int = 10, covariance_type: str = "full", seed: int = 0) -> None:
-        if n_components < 1:
-            raise ConfigError(f"model.density.n_components must be positive, got {n_components}")
-        self.gmm = GaussianMixture(n_components, covariance_type=covariance_type, random_state=seed)
-        self.fitted = False
-
-    def fit(self, z: torch.Tensor) -> "LatentGMM":
-        self.gmm.set_params(n_components=min(self.gmm.n_components, len(z)))
-        self.gmm.fit(z.detach().cpu().double().numpy())
-        self.fitted = True
-        return self
-
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """Log density (B,) of codes (B, d) under the fitted mixture."""
-        if not self.fitted:
-            raise RuntimeError("the latent density is not fitted yet: call module.fit_density(train codes) first")
-        return torch.from_numpy(self.gmm.score_samples(z.detach().cpu().double().numpy())).float()
-
-    def sample(self, n: int) -> torch.Tensor:
-        """n codes (n, d). The draw is seeded from torch's global RNG, like a prior's: scikit-learn would reseed
-        with its fixed random_state on every call, so successive calls would repeat the same codes."""
-        if not self.fitted:
-            raise RuntimeError("the latent density is not fitted yet: call module.fit_density(train codes) first")
-        self.gmm.random_state = int(torch.randint(2**31 - 1, ()))
-        z, _ = self.gmm.sample(n)
-        return torch.from_numpy(np.asarray(z, dtype=np.float32))
+from aelab.models.density import check_kind
 
 
 class TwoStageVAE:
@@ -65,7 +30,7 @@ class TwoStageVAE:
     def build(self, d: int) -> nn.Module:
         from aelab.bottlenecks.gaussian import DiagonalGaussian
         from aelab.losses.likelihood import Gaussian
-        from aelab.models.autoencoder import AutoencoderModule  # here: aelab.models.autoencoder imports this file
+        from aelab.models.autoencoder import AutoencoderModule
         from aelab.nets.mlp import MLPDecoder, MLPEncoder
 
         latent = positive_int("model.density.latent_dim", self.latent_dim or d)
@@ -121,37 +86,16 @@ class TwoStageVAE:
         u = (z.detach().float().cpu() - self.mean) / self.std
         return vae.iw_log_likelihood(u, u, k) - self.std.log().sum()
 
+    def state(self) -> dict:
+        return {"kind": "TwoStageVAE", "hidden": self.hidden, "latent_dim": self.latent_dim, "mean": self.mean,
+                "std": self.std, "state_dict": self.vae.state_dict(), "d": int(self.mean.numel())}
 
-# ---- what a checkpoint carries (aelab-apply samples and scores with the density fitted after training) ----------
-def density_state(density: LatentGMM | TwoStageVAE | None) -> dict | None:
-    """A fitted density as tensors and plain values (loadable with weights_only=True); None when unfitted."""
-    if density is None or not density.fitted:
-        return None
-    if isinstance(density, LatentGMM):
-        g = density.gmm
-        arrays = {k: torch.from_numpy(np.asarray(getattr(g, k))) for k in ("weights_", "means_", "covariances_",
-                                                                           "precisions_cholesky_")}
-        return {"kind": "gmm", "covariance_type": g.covariance_type, "n_components": int(g.n_components), **arrays}
-    return {"kind": "two_stage", "hidden": density.hidden, "latent_dim": density.latent_dim, "mean": density.mean,
-            "std": density.std, "state_dict": density.vae.state_dict(), "d": int(density.mean.numel())}
+    def load_state(self, state: dict) -> None:
+        check_kind(self, state)
+        self.hidden, self.latent_dim = list(state["hidden"]), state["latent_dim"]
+        self.mean, self.std = state["mean"], state["std"]
+        self.vae = self.build(state["d"])
+        self.vae.load_state_dict(state["state_dict"])
+        self.vae.eval()
+        self.fitted = True
 
-
-def restore_density(density: LatentGMM | TwoStageVAE | None, state: dict | None) -> None:
-    """Load `state` (from density_state) into the model's configured density, which must be of the same kind."""
-    if density is None or state is None:
-        return
-    if state["kind"] == "gmm" and isinstance(density, LatentGMM):
-        g = density.gmm
-        g.set_params(n_components=state["n_components"], covariance_type=state["covariance_type"])
-        for k in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
-            setattr(g, k, state[k].numpy())
-        density.fitted = True
-    elif state["kind"] == "two_stage" and isinstance(density, TwoStageVAE):
-        density.hidden, density.latent_dim = list(state["hidden"]), state["latent_dim"]
-        density.mean, density.std = state["mean"], state["std"]
-        density.vae = density.build(state["d"])
-        density.vae.load_state_dict(state["state_dict"])
-        density.vae.eval()
-        density.fitted = True
-    else:
-        raise ConfigError(f"the stored code density is a {state['kind']}, the model's is {type(density).__name__}")
