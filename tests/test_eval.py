@@ -33,6 +33,36 @@ def test_eval_reproduces_test_metrics(trained: Path, tmp_path: Path) -> None:
     assert "test/mse" in out.stdout
 
 
+def test_open_run_gives_the_checkpoints_model_and_its_recorded_test_mse(trained: Path) -> None:
+    """open_run on the run folder and on best.ckpt: the model rebuilt by hand from the file (same outputs), the
+    stored config and apply state, the run's record, and the test MSE that training recorded."""
+    from hydra.utils import instantiate
+
+    from aelab.tracking.trained import open_run
+
+    best = trained / "checkpoints" / "best.ckpt"
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    reference = instantiate(ckpt["aelab_config"]["model"])
+    reference.load_state_dict(ckpt["state_dict"])
+    by_folder, by_file = open_run(trained), open_run(best)
+    assert by_folder.checkpoint == best and by_file.checkpoint == best
+    data = by_folder.datamodule()
+    test = data.fixed_batch("test", len(data.split("test")))
+    with torch.no_grad():
+        expected = reference.eval().reconstruct(test["x"])
+        outputs = [run.model.reconstruct(test["x"]) for run in (by_folder, by_file)]
+    assert all(torch.equal(out, expected) for out in outputs) and not by_folder.model.training
+    assert by_folder.config == ckpt["aelab_config"] and by_folder.task == "reconstruct"
+    assert by_folder.apply_state["preprocessing"] == ckpt["aelab_apply"]["preprocessing"]
+    assert by_folder.record == read_result(trained)
+    mse = float((expected - test["target"]).pow(2).mean())
+    assert mse == pytest.approx(read_result(trained)["metrics"]["test/mse"], rel=1e-5)
+    last = open_run(trained / "checkpoints" / "last.ckpt")
+    assert last.apply_state is None and last.record == by_folder.record  # last.ckpt: weights, no apply state
+    with pytest.raises(CheckpointError, match="has no checkpoints/best.ckpt or checkpoints/last.ckpt"):
+        open_run(trained / "checkpoints")
+
+
 def test_checkpoint_loads_with_weights_only(trained: Path) -> None:
     ckpt = load_checkpoint(trained / "checkpoints" / "last.ckpt")
     assert ckpt["aelab_config"]["model"]["name"] == "vae"

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +33,9 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def app_url(sweep_dir: Path):
-    """`aelab-explore <sweep> --port 0` started as a process; its URL is the line it prints."""
-    proc = subprocess.Popen([str(BIN / "aelab-explore"), str(sweep_dir), "--port", "0"], cwd=ROOT, text=True,
+def start_explorer(folder: Path) -> tuple[subprocess.Popen, list[str]]:
+    """`aelab-explore <folder> --port 0` started as a process, and what it printed up to its URL line (the last)."""
+    proc = subprocess.Popen([str(BIN / "aelab-explore"), str(folder), "--port", "0"], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline, lines = time.time() + 300, []
     while time.time() < deadline:
@@ -44,8 +44,14 @@ def app_url(sweep_dir: Path):
         if " at http://127.0.0.1:" in line:
             break
         assert line or proc.poll() is None, "".join(lines)
-    url = line.split(" at ")[1].split()[0]
-    yield url
+    return proc, lines
+
+
+@pytest.fixture(scope="module")
+def app_url(sweep_dir: Path):
+    """`aelab-explore <sweep> --port 0` started as a process; its URL is the line it prints."""
+    proc, lines = start_explorer(sweep_dir)
+    yield lines[-1].split(" at ")[1].split()[0]
     proc.terminate()
     proc.wait(30)
 
@@ -166,6 +172,30 @@ def test_bad_input_gets_one_line(tmp_path: Path, sweep_dir: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         assert f"cannot listen on 127.0.0.1:{port}" in error_line(run_cli("aelab-explore", [str(sweep_dir), "--port", str(port)]))
+
+
+def test_a_damaged_record_is_named_and_the_other_runs_served(tmp_path: Path, sweep_dir: Path) -> None:
+    """A sweep with one job's result.json cut in half: the page serves both runs (the damaged one by its folder
+    name) and the log names the damaged record, with no traceback."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, sweep)
+    damaged = sweep / "1" / "result.json"
+    text = damaged.read_text()
+    damaged.write_text(text[: len(text) // 2])
+    proc, lines = start_explorer(sweep)
+    try:
+        url = lines[-1].split(" at ")[1].split()[0]
+        with urllib.request.urlopen(f"{url}config", timeout=60) as response:
+            config = json.load(response)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    log = "".join(lines)
+    assert "Traceback" not in log and f"2 run(s) from {sweep}" in log
+    assert f"aelab-explore: damaged result.json: {damaged} is not a readable record (" in log
+    run_picker = next(c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == "run")
+    names = [choice[0] for choice in run_picker["choices"]]
+    assert names[1] == "1" and names[0].startswith("0: ") and "model=ae" in names[0]  # its overrides: all of them
 
 
 def train_run(folder: Path, args: list[str]) -> Path:

@@ -33,9 +33,23 @@ def test_sweep_runs_in_job_order_named_by_what_differs(tmp_path: Path) -> None:
     runs, left_out = find_runs(tmp_path)
     assert [r.name for r in runs] == ["0: model.latent_dim=2", "2: model.latent_dim=4", "10: model.latent_dim=12"]
     assert runs[0].metrics == {"test/mse": 0.5}
-    assert left_out == ["job 3: no checkpoints/best.ckpt"]
+    assert left_out == ["left out job 3: no checkpoints/best.ckpt"]
     single, _ = find_runs(tmp_path / "2")
     assert single[0].name == "2: data=digits model.latent_dim=4"  # one run: all its overrides
+
+
+def test_a_damaged_record_is_named_and_the_other_runs_are_found(tmp_path: Path) -> None:
+    for job in (0, 1, 2):
+        fake_run(tmp_path / str(job), ["data=digits", f"model.latent_dim={job + 2}"])
+    damaged = tmp_path / "1" / "result.json"
+    text = damaged.read_text()
+    damaged.write_text(text[: len(text) // 2])  # cut in half, as a crash or a full disk leaves it
+    runs, notes = find_runs(tmp_path)
+    assert [r.name for r in runs] == ["0: model.latent_dim=2", "1", "2: model.latent_dim=4"]
+    assert runs[0].metrics == {"test/mse": 0.5} and runs[1].metrics == {}
+    assert len(notes) == 1 and notes[0].startswith(f"damaged result.json: {damaged} is not a readable record (")
+    single, notes = find_runs(tmp_path / "1")  # the damaged run on its own: opened by its folder name
+    assert [r.name for r in single] == ["1"] and str(damaged) in notes[0]
 
 
 def test_a_folder_of_failed_jobs_is_refused(tmp_path: Path) -> None:

@@ -68,20 +68,16 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     check_file(cfg.ckpt_path)  # before the heavy imports: a wrong file is refused at once
     import torch
 
-    from aelab.tracking.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
     from aelab.data.base import counted
     from aelab.evals.base import batched
+    from aelab.tracking.trained import open_run
 
     quiet_libraries()
-    ckpt = load_checkpoint(cfg.ckpt_path)
-    model, run_cfg = rebuild_model(ckpt)
-    model.eval()
-    state = ckpt.get(APPLY_KEY)
+    run = open_run(cfg.ckpt_path)
+    model, state, task = run.model, run.apply_state, run.task
     if state is None:
         raise ConfigError(f"{cfg.ckpt_path} carries no apply state (written into best.ckpt after testing; "
                           f"last.ckpt and runs with test=false have none): use the run's best.ckpt")
-    model.load_density(state.get("density"))
-    task = run_cfg.task.name if run_cfg.get("task") else "reconstruct"
     mode = ("score" if "threshold" in state else AUTO.get(task, "reconstruct")) if cfg.mode == "auto" else cfg.mode
     if mode not in MODES:
         raise ConfigError(f"mode={mode} is not one of auto, {', '.join(MODES)}")

@@ -29,16 +29,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     from aelab.core.build import build
-    from aelab.tracking.checkpoint import load_checkpoint, rebuild_model
     from aelab.evals.base import run_suite
+    from aelab.tracking.trained import open_run
 
     quiet_libraries()
     record = RunRecord(cfg.paths.output_dir, cfg.seed, job_overrides())
     try:  # everything that can refuse the run, before anything is written or started
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        model, run_cfg = rebuild_model(load_checkpoint(cfg.ckpt_path))
-        task = build(run_cfg.task) if run_cfg.get("task") else None  # checkpoints from before tasks: reconstruct
-        datamodule = build(cfg.data if cfg.get("data") else run_cfg.data, task=task)
+        run = open_run(cfg.ckpt_path)
+        model, run_cfg = run.model, run.config
+        datamodule = run.datamodule(cfg.data if cfg.get("data") else None)
         datamodule.setup()
     except Exception as err:
         if is_multirun():  # the sweep's summary lists the job as failed

@@ -159,10 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=500, help="test examples on the latent map (default 500)")
     args = parser.parse_args(argv)
     try:
-        runs, left_out = find_runs(args.folder)
+        runs, notes = find_runs(args.folder)
         port = free_port(args.host, args.port)
-        for line in left_out:
-            print(f"aelab-explore: left out {line}", file=sys.stderr)
+        for line in notes:
+            print(f"aelab-explore: {line}", file=sys.stderr)
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         try:
             import gradio  # noqa: F401

@@ -12,12 +12,11 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from aelab.core.build import build
-from aelab.tracking.checkpoint import APPLY_KEY, load_checkpoint, rebuild_model
 from aelab.densities import LatentGMM
 from aelab.evals.base import batched
 from aelab.explore.runs import RunInfo
 from aelab.metrics.reconstruction import data_kind
+from aelab.tracking.trained import open_run
 
 MAX_SLIDERS = 16  # larger codes get one slider per principal direction of the test codes
 PROJECTIONS = ("PCA", "t-SNE", "UMAP")
@@ -67,15 +66,11 @@ class Session:
     """A run's model with its test examples and codes; the page's requests answered as tensors."""
 
     def __init__(self, run: RunInfo, n: int = 500) -> None:
-        ckpt = load_checkpoint(run.checkpoint)
+        trained = open_run(run.checkpoint)
         self.run = run
-        self.model, self.cfg = rebuild_model(ckpt)
-        self.model.eval()
-        self.state = ckpt.get(APPLY_KEY) or {}
-        self.model.load_density(self.state.get("density"))
-        task = build(self.cfg.task) if self.cfg.get("task") else None
-        self.task = self.cfg.task.name if task is not None else "reconstruct"
-        self.data = build(self.cfg.data, task=task)
+        self.model, self.cfg, self.task = trained.model, trained.config, trained.task
+        self.state = trained.apply_state or {}
+        self.data = trained.datamodule()
         self.data.setup()
         self.test = self.data.fixed_batch("test", n)  # {"x": model inputs, "target": clean, "y": labels, ...}
         self.kind = data_kind(list(self.cfg.model.in_shape))  # image, signal or vector
