@@ -16,7 +16,7 @@ from aelab.data.corruptions import AdditiveNoise, Clipping, DroppedSegments
 from aelab.core.errors import DataError
 from aelab.evals.restoration import quality
 from aelab.data.tasks import Task
-from conftest import compose_cfg, read_result, run_cli, wandb_summary
+from helpers import compose_cfg, read_result, run_cli, wandb_summary
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make setup)")
 
@@ -84,6 +84,7 @@ def test_overlap_add_stitches_an_identity_back_exactly() -> None:
     assert np.abs(overlap_add(wave[:100], 4096, lambda x: -x) + wave[:100]).max() < 1e-5  # shorter than a clip
 
 
+@pytest.mark.slow
 @needs_espeak
 def test_apply_restores_a_ten_second_noisy_wav_of_an_unheard_voice(speech: Path, tmp_path: Path) -> None:
     """Train a small 1-D skip AE on 5 voices; restore 10 s of the sixth voice's words in white noise at 5 dB."""

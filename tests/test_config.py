@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, ROOT, compose_cfg, run_cli
+from helpers import CONF_DIR, ROOT, compose_cfg, run_cli
 
 GROUPS = ["data", "model", "model/arch", "model/likelihood", "trainer", "logger", "callbacks", "debug", "experiment"]
 
@@ -49,6 +49,7 @@ def test_defaults_are_fashion_mnist_conv_ae_wandb(tmp_path: Path) -> None:
     assert list(cfg.logger) == ["wandb"]
 
 
+@pytest.mark.slow
 def test_cfg_job_does_not_import_torch() -> None:
     """`aelab-train --cfg job` composes without importing torch, Lightning or W&B."""
     code = ("import sys; sys.argv = ['aelab-train', '--cfg', 'job', 'data=digits', 'model=vae']\n"
@@ -61,6 +62,7 @@ def test_cfg_job_does_not_import_torch() -> None:
     assert "HEAVY []" in out.stdout
 
 
+@pytest.mark.slow
 def test_help_lists_groups() -> None:
     out = run_cli("aelab-train", ["--help"])
     assert out.returncode == 0
@@ -70,6 +72,7 @@ def test_help_lists_groups() -> None:
         assert listed[group].split(", ") == options(group)
 
 
+@pytest.mark.slow
 def test_help_of_apply_and_eval_lists_their_own_settings_and_groups() -> None:
     """aelab-apply composes apply.yaml (paths only): its settings, not the training groups; aelab-eval rebuilds the
     model from the checkpoint, so it offers data/eval/trainer/logger but no model."""
@@ -88,6 +91,7 @@ def test_help_of_apply_and_eval_lists_their_own_settings_and_groups() -> None:
     assert "threshold_fpr=0.05" in section(run_cli("aelab-train", ["--help"]).stdout, "settings (key=value):")
 
 
+@pytest.mark.slow
 def test_help_imports_neither_hydra_nor_torch() -> None:
     code = ("import sys; sys.argv = ['aelab-train', '--help']\n"
             "from aelab.cli import train\ntrain()\n"
@@ -96,6 +100,7 @@ def test_help_imports_neither_hydra_nor_torch() -> None:
     assert "config groups:" in out.stdout and "HEAVY []" in out.stdout
 
 
+@pytest.mark.slow
 def test_threads_caps_torch_and_the_blas_pools() -> None:
     """threads=1 must reach numpy's and scikit-learn's BLAS/OpenMP pools too, not only torch's."""
     code = ("import sklearn.mixture, torch; from threadpoolctl import threadpool_info; "

@@ -12,7 +12,7 @@ import torch
 
 from aelab.commands import check
 from aelab.core.build import build
-from conftest import CONF_DIR, compose_cfg
+from helpers import CONF_DIR, compose_cfg
 
 VARIANTS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
 ARCHS = sorted(p.stem for p in (Path(CONF_DIR) / "model" / "arch").glob("*.yaml"))
@@ -84,6 +84,7 @@ def test_a_few_steps_lower_the_loss(variant: str, arch: str, tmp_path: Path, req
     check.loss_decreases(model, batch_for(arch, request))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_trains_validates_and_tests_through_lightning(variant: str, tmp_path: Path) -> None:
     """A few real Trainer steps per variant: catches what only the loops do (no_grad/inference mode, callbacks)."""

@@ -12,7 +12,7 @@ import torch
 from aelab.core.build import build
 from aelab.data.fashion_mnist import DEBIAN_DIR, RAW_MD5, FashionMNISTDataModule
 from aelab.core.errors import DataError
-from conftest import compose_cfg, run_cli
+from helpers import compose_cfg, run_cli
 
 HAS_DEBIAN = all((Path(DEBIAN_DIR) / n).is_file() for n in RAW_MD5)
 
@@ -93,6 +93,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
         module.setup()
 
 
+@pytest.mark.slow
 def test_no_data_and_no_network_is_one_clear_line(tmp_path: Path) -> None:
     """With no local copy and downloads off, the CLI fails with one line saying how to get the data."""
     out = run_cli("aelab-train", [f"data.root={tmp_path / 'none'}", "data.system_dirs=[]", "data.download=false",

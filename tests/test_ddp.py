@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from aelab.core.build import build
 from aelab.data.base import EpochBatchSampler, example_order
-from conftest import FAST, compose_cfg, read_result, run_cli
+from helpers import FAST, compose_cfg, read_result, run_cli
 
 WORLD, BATCH, EPOCHS = 2, 64, 2
 # 359 test examples: shards of 180 and 179, so rank 0 runs 2 test batches of at most 179 and rank 1 runs one
@@ -31,6 +31,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return runs[0], out.stdout
 
 
+@pytest.mark.slow
 def test_one_record_one_table_written_by_rank_zero(ddp_run: tuple[Path, str]) -> None:
     run, stdout = ddp_run
     record = read_result(run)
@@ -42,6 +43,7 @@ def test_one_record_one_table_written_by_rank_zero(ddp_run: tuple[Path, str]) ->
     assert {"recon_epoch001.png", "latent_pca.png", "samples.png"} <= {p.name for p in run.glob("*.png")}
 
 
+@pytest.mark.slow
 def test_one_offline_wandb_run(ddp_run: tuple[Path, str]) -> None:
     run, _ = ddp_run
     wandb_runs = list((run / "wandb").glob("*run-*"))
@@ -60,11 +62,13 @@ def expected_steps() -> int:
     return math.ceil(len(data.train_set) / (WORLD * BATCH)) * EPOCHS
 
 
+@pytest.mark.slow
 def test_steps_per_epoch_follow_the_global_batch(ddp_run: tuple[Path, str]) -> None:
     last = torch.load(ddp_run[0] / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == expected_steps() == 20  # 1222 examples: 10 steps of 2 x 64, not 20 of 64
 
 
+@pytest.mark.slow
 def test_test_metrics_equal_a_single_process_evaluation(ddp_run: tuple[Path, str], tmp_path: Path) -> None:
     """Disjoint unpadded shards: the synced test metrics are those of one process on the whole test set."""
     run, _ = ddp_run
@@ -75,6 +79,7 @@ def test_test_metrics_equal_a_single_process_evaluation(ddp_run: tuple[Path, str
         assert ddp[key] == pytest.approx(single[key], rel=1e-6), key
 
 
+@pytest.mark.slow
 def test_ddp_in_a_multirun_is_refused(tmp_path: Path) -> None:
     """Lightning would re-run `-m ...` for rank 1 and start the sweep again: the job fails before fitting."""
     out = run_cli("aelab-train", ["-m", *FAST, "trainer=ddp_cpu", "logger=none", "model/arch=mlp",

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, ROOT, run_cli
+from helpers import BIN, ROOT, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SMALL = ["data=digits", "model/arch=mlp", "trainer.max_epochs=2", "callbacks.progress=null", "callbacks.embeddings.n=50",
@@ -80,6 +80,7 @@ def run_model(run: Path):
     return model.eval(), data.fixed_batch("test", 500)["x"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make setup installs it as root)")
 def test_slider_and_map_click_show_the_decoded_code(app_url: str, sweep_dir: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -133,6 +134,7 @@ def test_slider_and_map_click_show_the_decoded_code(app_url: str, sweep_dir: Pat
     assert (tmp_path / "explorer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make setup installs it as root)")
 def test_sweep_lists_its_runs_and_compares_two(app_url: str, sweep_dir: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -160,6 +162,7 @@ def error_line(out: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_bad_input_gets_one_line(tmp_path: Path, sweep_dir: Path) -> None:
     assert "holds no run" in error_line(run_cli("aelab-explore", [str(tmp_path)]))
     assert "is not a folder" in error_line(run_cli("aelab-explore", [str(tmp_path / "missing")]))
@@ -174,6 +177,7 @@ def test_bad_input_gets_one_line(tmp_path: Path, sweep_dir: Path) -> None:
         assert f"cannot listen on 127.0.0.1:{port}" in error_line(run_cli("aelab-explore", [str(sweep_dir), "--port", str(port)]))
 
 
+@pytest.mark.slow
 def test_a_damaged_record_is_named_and_the_other_runs_served(tmp_path: Path, sweep_dir: Path) -> None:
     """A sweep with one job's result.json cut in half: the page serves both runs (the damaged one by its folder
     name) and the log names the damaged record, with no traceback."""

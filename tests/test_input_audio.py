@@ -16,8 +16,8 @@ from aelab.data.audio import AudioFolderDataModule, read_folder
 from aelab.data.audio_io import audio_extensions, band_limited, read_audio, with_high_band
 from aelab.core.errors import ConfigError
 from aelab.data.tasks import Task
-from conftest import run_cli
-from test_battery import fails_cleanly
+from helpers import run_cli
+from helpers import fails_cleanly
 
 SECONDS = 0.5
 # name -> (rate, soundfile format, subtype, channels, largest error at the file's rate: one step of the sample format)
@@ -97,6 +97,7 @@ def test_training_reads_each_kind_resampled_to_its_rate_and_counts_what_it_did(k
     assert report["resampled"] == len(files) - rates[8000] and report["mixed_to_mono"] == 2 and not report["unreadable"]
 
 
+@pytest.mark.slow
 def test_a_file_that_fails_to_decode_stops_the_run_unless_skipped(kinds: Path, tmp_path: Path) -> None:
     group = tmp_path / "audio" / "g"
     group.mkdir(parents=True)
@@ -156,6 +157,7 @@ def mixed_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_mixed_folder_trains_and_apply_scores_a_48k_file_against_its_reference(tmp_path: Path) -> None:
     run = tmp_path / "run"
     done = run_cli("aelab-train", ["data=audio_folder", f"data.path={mixed_folder(tmp_path / 'mixed')}",

@@ -17,7 +17,7 @@ from aelab.core.build import build
 from aelab.data.image_folder import image_files, read_folder
 from aelab.data.images import LUMA, ImageRule, check_background, image_extensions, read_image
 from aelab.core.errors import ConfigError
-from conftest import compose_cfg, read_result, run_cli
+from helpers import compose_cfg, read_result, run_cli
 
 S = 16  # every test image is S x S
 ALPHA_NOTE = "had alpha, composited over white"
@@ -175,6 +175,7 @@ def test_cache_key_holds_the_alpha_rule_and_background(tmp_path: Path) -> None:
     assert float(white.split("train").x.sum()) > float(black.split("train").x.sum())
 
 
+@pytest.mark.slow
 def test_a_mixed_folder_through_train_and_apply(tmp_path: Path) -> None:
     """Icons (RGBA) with files that are not images and an undecodable PNG: refused, then skipped; apply on the same
     files with the channels=1 model composites them as training did and records it."""

@@ -18,7 +18,7 @@ from aelab.data.inputs import table_inputs
 from aelab.data.tabular import CSVDataModule
 from aelab.core.errors import ConfigError, DataError
 from aelab.evals.anomaly import calibrate_threshold, fpr_interval, threshold_warning
-from conftest import compose_cfg, read_result, run_cli
+from helpers import compose_cfg, read_result, run_cli
 
 HEADER = ["id", "Temperatur (°C)", "druck"]  # a non-ASCII header; id (a feature too) identifies each row
 FORMATS = {  # name -> delimiter, encoding written, line end, what the reader should name
@@ -212,6 +212,7 @@ def test_the_code_is_narrower_than_the_table_unless_the_user_says(tmp_path: Path
         assert cfg.data.shape == [3] and cfg.model.latent_dim == want
 
 
+@pytest.mark.slow
 def test_a_one_class_run_on_a_messy_table_records_its_warnings(tmp_path: Path) -> None:
     """One real run: Latin-1, semicolons, a skipped row, 4 val rows; the notes, the code size, apply's reading."""
     x, kinds = raw_table()

@@ -14,7 +14,7 @@ from aelab.core.errors import ConfigError
 from aelab.losses.likelihood import Bernoulli as BernoulliLik
 from aelab.losses.likelihood import Gaussian as GaussianLik
 from aelab.nets.conv import ConvDecoder, ConvEncoder
-from conftest import compose_cfg
+from helpers import compose_cfg
 
 VARIANTS = [(m, a) for m in ("ae", "vae", "linear_ae") for a in ("mlp", "conv") if not (m == "linear_ae" and a == "conv")]
 

@@ -15,7 +15,7 @@ from hydra.utils import get_object
 
 from aelab.core.moved import MOVED
 from aelab.tracking.checkpoint import APPLY_KEY, CONFIG_KEY
-from conftest import run_cli
+from helpers import run_cli
 
 BEFORE = Path(__file__).parent / "data" / "conf_targets_before_the_move.txt"
 TARGETS = [line for line in BEFORE.read_text().splitlines() if line and not line.startswith("#")]
@@ -51,6 +51,7 @@ def old_paths(value: object) -> object:
     return value
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_names_the_old_paths_is_evaluated_and_sampled(tmp_path: Path) -> None:
     run = tmp_path / "run"
     out = run_cli("aelab-train", [*QUICK, "model=rae", "model.latent_dim=3", f"hydra.run.dir={run}"])

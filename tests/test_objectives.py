@@ -17,7 +17,7 @@ from aelab.core.build import build
 from aelab.callbacks.schedules import linear
 from aelab.losses.penalties import DecoderJacobian, DecoderL2, EncoderJacobian
 from aelab.commands.train import train
-from conftest import FAST, compose_cfg
+from helpers import FAST, compose_cfg
 
 
 def test_iwae_with_one_sample_is_the_single_sample_elbo() -> None:
@@ -97,6 +97,7 @@ def test_linear_schedule() -> None:
     assert [linear(s, 0.0, 1.0, steps=10, delay=5) for s in (0, 5, 10, 15, 100)] == [0.0, 0.0, 0.5, 1.0, 1.0]
 
 
+@pytest.mark.slow
 def test_kl_warmup_runs_as_a_callback(tmp_path: Path) -> None:
     cfg = compose_cfg([*FAST, "model=vae_warmup", "model/arch=mlp", "model.schedules.0.steps=30", "logger=csv",
                        "trainer.max_epochs=2", "trainer.log_every_n_steps=1"], tmp_path)

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import read_result, run_cli
-from test_battery import fails_cleanly
+from helpers import read_result, run_cli
+from helpers import fails_cleanly
 
 COMMON = ["logger=none", "callbacks.progress=null", "model/arch=mlp", "model.latent_dim=4"]
 
@@ -45,6 +45,7 @@ def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_image_folder_run_infers_shape_and_classes_and_writes_a_preview(image_run: Path) -> None:
     record = read_result(image_run)
     assert record["state"] == "completed" and "test/probe_acc" in record["metrics"]  # the labels came from the folders
@@ -63,6 +64,7 @@ def apply(run: Path, out: Path, *args: str) -> tuple[object, dict]:
     return result, record
 
 
+@pytest.mark.slow
 def test_apply_reconstructs_new_images_and_skips_the_files_that_do_not_fit(image_run: Path, tmp_path: Path) -> None:
     new = image_folder(tmp_path / "new", per_class=4, start=100)  # never seen in training
     (new / "class0" / "broken.png").write_bytes(b"not a png")
@@ -83,6 +85,7 @@ def test_apply_reconstructs_new_images_and_skips_the_files_that_do_not_fit(image
     assert got.shape == (12, 12) and np.abs(got - want).max() <= 1.0  # the model's output, up to 8-bit rounding
 
 
+@pytest.mark.slow
 def test_apply_encodes_samples_and_refuses_a_missing_input(image_run: Path, tmp_path: Path) -> None:
     new = image_folder(tmp_path / "new", per_class=2, start=200)
     result, record = apply(image_run, tmp_path / "codes", f"input={new}", "mode=encode")
@@ -98,6 +101,7 @@ def test_apply_encodes_samples_and_refuses_a_missing_input(image_run: Path, tmp_
                   command="aelab-apply")
 
 
+@pytest.mark.slow
 def test_export_runs_outside_aelab_and_matches_pytorch(image_run: Path, tmp_path: Path) -> None:
     result, record = apply(image_run, tmp_path / "exported", "mode=export")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -132,6 +136,7 @@ def table(path: Path, n_normal: int, n_anomaly: int, seed: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_table_threshold_gives_its_false_positive_rate_on_new_normal_rows(tmp_path: Path) -> None:
     train = table(tmp_path / "train.csv", 3000, 200, seed=0)
     run = tmp_path / "run"
@@ -155,6 +160,7 @@ def test_table_threshold_gives_its_false_positive_rate_on_new_normal_rows(tmp_pa
     assert result.returncode == 0 and any("bad.csv" in s and "'f2'" in s for s in record["skipped"])
 
 
+@pytest.mark.slow
 def test_csv_multiclass_infers_classes_and_bad_values_name_the_line(tmp_path: Path) -> None:
     path = table(tmp_path / "t.csv", 200, 100, seed=2)
     run = tmp_path / "run"
@@ -174,6 +180,7 @@ def test_csv_multiclass_infers_classes_and_bad_values_name_the_line(tmp_path: Pa
 
 
 @pytest.mark.parametrize("case", ["empty", "unreadable", "mixed_sizes"])
+@pytest.mark.slow
 def test_bad_image_folders_stop_with_one_line_naming_the_file(case: str, tmp_path: Path) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -192,7 +199,7 @@ def test_bad_image_folders_stop_with_one_line_naming_the_file(case: str, tmp_pat
 
 def test_decoded_images_are_cached_and_read_back(tmp_path: Path) -> None:
     from aelab.core.build import build
-    from conftest import compose_cfg
+    from helpers import compose_cfg
 
     image_folder(tmp_path / "imgs", per_class=5)
     overrides = ["data=image_folder", f"data.path={tmp_path / 'imgs'}", "data.size=10", "data.channels=3",
@@ -212,6 +219,7 @@ def test_decoded_images_are_cached_and_read_back(tmp_path: Path) -> None:
     assert float(third.split("train").x.abs().sum()) > 0 and len(list((tmp_path / "cache").glob("*.pt"))) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["colorize", "denoise"])
 def test_apply_follows_the_runs_task(task: str, tmp_path: Path) -> None:
     """auto: a colorize run turns any image's luminance into colour; a denoise run restores its inputs."""

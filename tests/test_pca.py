@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,9 @@ from sklearn.decomposition import PCA
 
 from aelab.core.build import build
 from aelab.commands.train import train
-from conftest import FAST, compose_cfg
+from helpers import FAST, compose_cfg
+
+pytestmark = pytest.mark.slow  # every test here starts a CLI process or a training run
 
 LATENT = 8
 

@@ -11,7 +11,7 @@ import torch
 from aelab.core.build import build
 from aelab.data.colorspace import to_rgb, to_space
 from aelab.data.tasks import Colorize
-from conftest import compose_cfg
+from helpers import compose_cfg
 
 
 def model_on(arch: str, *overrides: str, data: str = "digits"):

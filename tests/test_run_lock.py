@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aelab.tracking.lock import STALE_S, RunBusyError, RunLock
-from conftest import BIN, FAST, ROOT, read_result
+from helpers import BIN, FAST, ROOT, read_result
 
 SLOW = [*FAST, "model/arch=mlp", "logger=none", "eval=none", "callbacks.embeddings=null", "callbacks.samples=null",
         "callbacks.reconstructions=null"]
@@ -50,6 +50,7 @@ def test_a_stale_claim_of_another_host_is_taken_over_and_said(tmp_path: Path, ca
     assert not (tmp_path / "run.lock").exists()
 
 
+@pytest.mark.slow
 def test_a_claim_of_a_dead_process_on_this_host_is_stale_at_once(tmp_path: Path) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -97,6 +98,7 @@ def test_two_launches_at_the_same_moment_give_one_owner(tmp_path: Path) -> None:
     assert sorted(results.get(timeout=5) for _ in procs) == ["owner", "refused"]
 
 
+@pytest.mark.slow
 def test_one_job_launched_twice_trains_once(tmp_path: Path) -> None:
     """The second launch into the running job's folder refuses in one line; the first trains once, one attempt."""
     run = tmp_path / "run"

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BIN, ROOT, read_result, run_cli
+from helpers import BIN, ROOT, read_result, run_cli
+
+pytestmark = pytest.mark.slow  # every test here starts a CLI process or a training run
 
 SMALL = ["data=digits", "model/arch=mlp", "trainer.max_epochs=2", "callbacks.progress=null", "callbacks.embeddings.n=50"]
 

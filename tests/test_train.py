@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from aelab.commands.train import train
-from conftest import FAST, compose_cfg, read_result, run_cli
+from helpers import FAST, compose_cfg, read_result, run_cli
 
 VARIANTS = [("ae", "mlp"), ("ae", "conv"), ("vae", "mlp"), ("vae", "conv")]
 
@@ -23,6 +23,7 @@ def epoch_losses(run_dir: Path) -> list[float]:
     return [float(r["train/loss"]) for r in rows]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("variant", "arch"), VARIANTS, ids=[f"{m}-{a}" for m, a in VARIANTS])
 def test_short_training_lowers_loss(variant: str, arch: str, tmp_path: Path) -> None:
     cfg = compose_cfg([*FAST, f"model={variant}", f"model/arch={arch}", "logger=csv", "trainer.max_epochs=4",
@@ -46,6 +47,7 @@ def test_short_training_lowers_loss(variant: str, arch: str, tmp_path: Path) -> 
     assert on_disk["seed"] == 0 and on_disk["versions"]["torch"] and on_disk["wall_time_s"] > 0
 
 
+@pytest.mark.slow
 def test_vae_elbo_is_minus_recon_minus_kl(tmp_path: Path) -> None:
     cfg = compose_cfg([*FAST, "model=vae", "model/arch=mlp", "logger=none", "trainer.max_epochs=1"], tmp_path)
     m = train(cfg)["metrics"]
@@ -53,12 +55,14 @@ def test_vae_elbo_is_minus_recon_minus_kl(tmp_path: Path) -> None:
     assert m["test/loss"] == pytest.approx(m["test/recon"] + m["test/kl"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(tmp_path: Path) -> None:
     runs = [train(compose_cfg([*FAST, "model/arch=mlp", "logger=none", "trainer.max_epochs=2"], tmp_path / str(i)))
             for i in range(2)]
     assert runs[0]["metrics"] == runs[1]["metrics"]
 
 
+@pytest.mark.slow
 def test_a_refused_config_writes_nothing(tmp_path: Path) -> None:
     """The model is built before the run record and the claim: a config it refuses leaves no trace in the folder."""
     cfg = compose_cfg([*FAST, "logger=none", "model.encoder.channels=[4,4,4,4,4]"], tmp_path)
@@ -67,6 +71,7 @@ def test_a_refused_config_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_divergence_stops_the_run_and_names_the_step(tmp_path: Path) -> None:
     cfg = compose_cfg([*FAST, "model/arch=mlp", "logger=none", "trainer.max_epochs=30", "model.optimizer.lr=1e12"],
                       tmp_path)
@@ -85,6 +90,7 @@ class Poison(pl.Callback):
                 next(module.decoder.parameters()).fill_(float("nan"))
 
 
+@pytest.mark.slow
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     cfg = compose_cfg([*FAST, "model/arch=mlp", "logger=none", "trainer.max_epochs=3", "eval=none",
                        "+callbacks.poison._target_=test_train.Poison"], tmp_path)
@@ -95,6 +101,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
 
 
+@pytest.mark.slow
 def test_gpu_options_run_on_cpu(tmp_path: Path) -> None:
     """trainer=gpu's options (bf16-mixed, channels-last, data moved to the device, torch.compile) on the CPU; the
     checkpoint of the compiled channels-last model evaluates in a plain fp32 model."""
@@ -116,6 +123,7 @@ def val_rows(run_dir: Path) -> dict[int, dict[str, str]]:
         return {int(r["epoch"]): r for r in csv.DictReader(f) if r.get("val/mse")}
 
 
+@pytest.mark.slow
 def test_val_ssim_in_the_last_epoch_by_default_every_epoch_on_request(tmp_path: Path) -> None:
     rows = {}
     for mode, extra in (("last", []), ("every", []), ("steps", ["+trainer.max_steps=50"])):
@@ -153,6 +161,7 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 STEPS = [*FAST, "model=vae_warmup", "model.schedules.0.steps=30", "model/arch=mlp", "logger=none", "eval=none"]
 
 
+@pytest.mark.slow
 def test_several_steps_per_call_train_exactly_as_one_step_per_call(tmp_path: Path) -> None:
     """The same batches, order, KL warm-up (a schedule by global step) and Adam steps: bit-equal weights."""
     runs = {k: train(compose_cfg([*STEPS, "trainer.max_epochs=2", f"model.steps_per_call={k}"], tmp_path / str(k)))
@@ -163,6 +172,7 @@ def test_several_steps_per_call_train_exactly_as_one_step_per_call(tmp_path: Pat
     assert torch.load(tmp_path / "3" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2 * 20
 
 
+@pytest.mark.slow
 def test_several_steps_per_call_resume_exactly(tmp_path: Path) -> None:
     whole = train(compose_cfg([*STEPS, "trainer.max_epochs=2", "model.steps_per_call=4"], tmp_path / "whole"))
     train(compose_cfg([*STEPS, "trainer.max_epochs=1", "model.steps_per_call=4"], tmp_path / "first"))

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, read_result, run_cli, wandb_summary
+from helpers import FAST, read_result, run_cli, wandb_summary
+
+pytestmark = pytest.mark.slow  # every test here starts a CLI process or a training run
 
 LATENT = 6
 

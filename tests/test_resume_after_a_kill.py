@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BIN, FAST, ROOT, read_result, run_cli
+from helpers import BIN, FAST, ROOT, read_result, run_cli
+
+pytestmark = pytest.mark.slow  # every test here starts a CLI process or a training run
 
 # a VAE, so that the resumed run must also draw the same posterior noise; small batches: many steps per epoch
 ARGS = [*FAST, "model=vae", "model/arch=mlp", "model.latent_dim=4", "data.batch_size=8", "trainer.max_epochs=4",

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import pickle
 from pathlib import Path
 
 import pytest
 
-from conftest import FAST, run_cli
+from helpers import FAST, LIBRARY_WORDS, fails_cleanly, run_cli
 
 QUICK = [*FAST, "model/arch=mlp", "logger=none", "trainer.max_epochs=1", "callbacks.embeddings=null",
          "callbacks.samples=null", "callbacks.reconstructions=null", "eval=none"]
-
-
-LIBRARY_WORDS = ("KeyError", "IndexError", "UnpicklingError", "MissingMandatoryValue", "weights_only", "Error executing job")
-
-
-def fails_cleanly(args: list[str], expect: str, run: Path, command: str = "aelab-train") -> str:
-    """Run the CLI; assert exit 1, no traceback nor library exception, `expect` on one output line, no completed
-    record; that line."""
-    out = run_cli(command, [*args, f"hydra.run.dir={run}"], env={"HYDRA_FULL_ERROR": ""})
-    text = out.stdout + out.stderr
-    assert out.returncode == 1, text[-2000:]
-    assert "Traceback" not in text and not any(word in text for word in LIBRARY_WORDS), text[-3000:]
-    lines = [line for line in text.splitlines() if expect in line]
-    assert lines, f"{expect!r} not in:\n{text[-3000:]}"
-    result = run / "result.json"
-    assert not result.is_file() or json.loads(result.read_text())["state"] != "completed"
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +25,7 @@ def vae_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "2.5", "abc"])
+@pytest.mark.slow
 def test_latent_dim_must_be_a_positive_integer(value: str, tmp_path: Path) -> None:
     line = fails_cleanly([*QUICK, f"model.latent_dim={value}"], "model.latent_dim", tmp_path)
     assert "positive integer" in line or "type" in line.lower()
@@ -50,25 +33,30 @@ def test_latent_dim_must_be_a_positive_integer(value: str, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("group, bad, a_choice", [("model", "vea", "vae"), ("data", "fmnist", "fashion_mnist"),
                                                   ("model/arch", "cnn", "conv"), ("task", "denoising", "denoise")])
+@pytest.mark.slow
 def test_unknown_choice_lists_the_choices(group: str, bad: str, a_choice: str, tmp_path: Path) -> None:
     line = fails_cleanly([*QUICK, f"{group}={bad}"], f"unknown {group} '{bad}'", tmp_path)
     assert a_choice in line.split("choose one of:")[1]
 
 
+@pytest.mark.slow
 def test_input_shape_the_architecture_cannot_take(tmp_path: Path) -> None:
     fails_cleanly([*FAST, "logger=none", "model/arch=conv", "model.encoder.channels=[8,16,32,64]"], "too many", tmp_path)
 
 
+@pytest.mark.slow
 def test_loss_weight_naming_no_term(tmp_path: Path) -> None:
     line = fails_cleanly([*QUICK, "model=vae", "+model.loss_weights.klx=1.0"], "loss_weights", tmp_path)
     assert "klx" in line and "kl" in line
 
 
+@pytest.mark.slow
 def test_missing_dataset_file(tmp_path: Path) -> None:
     args = ["data=fashion_mnist", f"data.root={tmp_path / 'empty'}", "data.system_dirs=[]", "data.download=false"]
     fails_cleanly([*QUICK[1:], *args], "make data", tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_corrupt_dataset_file(tmp_path: Path) -> None:
     root = tmp_path / "fmnist"
     root.mkdir()
@@ -79,6 +67,7 @@ def test_corrupt_dataset_file(tmp_path: Path) -> None:
     fails_cleanly([*QUICK[1:], *args], "is corrupt", tmp_path / "run")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_truncated_or_garbage_checkpoint(damage: str, vae_checkpoint: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.ckpt"
@@ -91,11 +80,13 @@ def test_truncated_or_garbage_checkpoint(damage: str, vae_checkpoint: Path, tmp_
         assert not run.exists()  # refused before anything was written: no run folder left behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("other", [["model=ae", "model.latent_dim=3"], ["model=vae", "model.latent_dim=5"]])
 def test_checkpoint_of_another_variant_or_latent_size(other: list[str], vae_checkpoint: Path, tmp_path: Path) -> None:
     fails_cleanly([*QUICK, *other, f"ckpt_path={vae_checkpoint}"], "does not fit", tmp_path)
 
 
+@pytest.mark.slow
 def test_checkpoint_with_a_pickle_payload_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
 
@@ -109,6 +100,7 @@ def test_checkpoint_with_a_pickle_payload_runs_nothing(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_output_folder_that_cannot_be_written(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -123,6 +115,7 @@ def test_output_folder_that_cannot_be_written(tmp_path: Path) -> None:
 @pytest.mark.parametrize("content, expect", [("a,b,diagnosis\n1,2,benign\n1,x,malignant\n", "'x' is not a number"),
                                              ("a,b,label\n1,2,benign\n", "diagnosis"),
                                              ("a,b,diagnosis\n1,2\n", "line 2")])
+@pytest.mark.slow
 def test_malformed_csv(content: str, expect: str, tmp_path: Path) -> None:
     table = tmp_path / "bad.csv"
     table.write_text(content)
@@ -152,6 +145,7 @@ def file_of_kind(kind: str, folder: Path, real: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, expect", [("text", "is a text file, not a checkpoint"),
                                           ("pickle", "is a Python pickle"),
                                           ("other_program", "checkpoint of another program"),
@@ -179,6 +173,7 @@ SECONDS_TO_ERROR: dict[str, float] = {}
     ("misspelt_group", "aelab-train", ["modle=vae"], "'modle' (did you mean model?)"),
     ("misspelt_key", "aelab-train", ["model.latnt_dim=3"], "did you mean model.latent_dim?"),
 ])
+@pytest.mark.slow
 def test_config_errors_are_one_line_and_leave_outputs_as_before(case: str, command: str, args: list[str], expect: str,
                                                                tmp_path: Path) -> None:
     """One `error:` line, exit 1, and outputs/ byte for byte as before; the time to the error is reported."""

@@ -16,8 +16,8 @@ from aelab.densities import TwoStageVAE
 from aelab.evals.likelihood import active_units
 from aelab.metrics.precision_recall import precision_recall
 from aelab.reporting.report import report
-from conftest import compose_cfg
-from test_paper import write_run
+from helpers import compose_cfg
+from helpers import write_run
 
 
 # ---- data ------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 from aelab.tracking.checkpoint import load_checkpoint
 from aelab.core.errors import CheckpointError
 from aelab.commands.train import train
-from conftest import FAST, compose_cfg, read_result, run_cli
+from helpers import FAST, compose_cfg, read_result, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_eval_reproduces_test_metrics(trained: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "best.ckpt"
     out = run_cli("aelab-eval", [f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}", "seed=0"])
@@ -33,6 +34,7 @@ def test_eval_reproduces_test_metrics(trained: Path, tmp_path: Path) -> None:
     assert "test/mse" in out.stdout
 
 
+@pytest.mark.slow
 def test_open_run_gives_the_checkpoints_model_and_its_recorded_test_mse(trained: Path) -> None:
     """open_run on the run folder and on best.ckpt: the model rebuilt by hand from the file (same outputs), the
     stored config and apply state, the run's record, and the test MSE that training recorded."""
@@ -63,6 +65,7 @@ def test_open_run_gives_the_checkpoints_model_and_its_recorded_test_mse(trained:
         open_run(trained / "checkpoints")
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_with_weights_only(trained: Path) -> None:
     ckpt = load_checkpoint(trained / "checkpoints" / "last.ckpt")
     assert ckpt["aelab_config"]["model"]["name"] == "vae"
@@ -82,6 +85,7 @@ def test_checkpoint_with_pickle_payload_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_training_from_a_checkpoint_of_another_variant_is_refused(trained: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "last.ckpt"
     out = run_cli("aelab-train", [*FAST, "model=ae", "model.latent_dim=5", "logger=none", f"ckpt_path={ckpt}",

@@ -12,7 +12,7 @@ from aelab.bottlenecks.vq import VectorQuantizer
 from aelab.core.build import build
 from aelab.core.errors import ConfigError
 from aelab.nets.resnet import ResidualBlock, ResNetDecoder, ResNetEncoder
-from conftest import compose_cfg
+from helpers import compose_cfg
 
 
 def identity_vq(codebook: list[list[float]], **kwargs: float) -> VectorQuantizer:

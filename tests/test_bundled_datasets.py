@@ -15,7 +15,7 @@ from aelab.data.shapes import GRID, ShapesDataModule
 from aelab.data.sklearn_tables import export_breast_cancer
 from aelab.data.tabular import CSVDataModule
 from aelab.core.errors import ConfigError, DataError
-from conftest import compose_cfg
+from helpers import compose_cfg
 
 N_GRID = 3 * 4 * 8 * 8 * 8
 

@@ -19,7 +19,7 @@ from aelab.data.corruptions import GaussianNoise
 from aelab.evals.anomaly import AnomalyDetection, detection_metrics
 from aelab.evals.restoration import Restoration
 from aelab.data.tasks import Colorize, Denoise, Task
-from conftest import FAST, compose_cfg, read_result, run_cli
+from helpers import FAST, compose_cfg, read_result, run_cli
 
 
 # ---- tasks ---------------------------------------------------------------------------------------------------
@@ -150,6 +150,7 @@ def one_class_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_one_class_run_reports_auroc_in_result_and_wandb(one_class_run: Path) -> None:
     result = read_result(one_class_run)
     auroc = result["metrics"]["test/auroc"]
@@ -161,12 +162,14 @@ def test_one_class_run_reports_auroc_in_result_and_wandb(one_class_run: Path) ->
     assert summary["test/auroc"] == pytest.approx(auroc) and summary["test/auprc"] == pytest.approx(result["metrics"]["test/auprc"])
 
 
+@pytest.mark.slow
 def test_eval_of_the_checkpoint_reproduces_the_auroc(one_class_run: Path, tmp_path: Path) -> None:
     trained = read_result(one_class_run)["metrics"]
     result = cli_run(tmp_path, "eval", [f"ckpt_path={one_class_run}/checkpoints/best.ckpt", "eval=[anomaly]"], "aelab-eval")
     assert result["metrics"]["test/auroc"] == pytest.approx(trained["test/auroc"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_vae_run_reports_likelihood_probe_knn_and_frechet(tmp_path: Path) -> None:
     result = cli_run(tmp_path, "vae", [*FAST, "model=vae", "model/arch=mlp", "model.latent_dim=4", "trainer.max_epochs=3",
                                        "callbacks.embeddings=null", "logger=csv", "eval=[probe,likelihood,generation]",
@@ -181,6 +184,7 @@ def test_vae_run_reports_likelihood_probe_knn_and_frechet(tmp_path: Path) -> Non
         assert (tmp_path / "vae" / png).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_denoise_run_reports_the_psnr_gain(tmp_path: Path) -> None:
     result = cli_run(tmp_path, "denoise", [*FAST, "task=denoise", "task.levels=[0.5]", "model/arch=mlp", "trainer.max_epochs=2",
                                            "logger=csv", "eval=[restoration]", "callbacks.embeddings=null"])
@@ -189,6 +193,7 @@ def test_denoise_run_reports_the_psnr_gain(tmp_path: Path) -> None:
     assert m["test/psnr_input@0.5"] < m["test/psnr_input"]  # noisier input at std 0.5 than at the task's 0.3
 
 
+@pytest.mark.slow
 def test_csv_anomaly_path_on_the_bundled_table(tmp_path: Path) -> None:
     """Run from a folder without the table: the preset writes scikit-learn's copy to data.path first."""
     table = tmp_path / "breast_cancer.csv"
@@ -199,6 +204,7 @@ def test_csv_anomaly_path_on_the_bundled_table(tmp_path: Path) -> None:
     assert result["metrics"]["test/auroc"] > 0.8 and result["run"]["data"] == "breast_cancer"
 
 
+@pytest.mark.slow
 def test_shapes_run_reports_mig_and_dci_and_the_report_has_the_columns(tmp_path: Path) -> None:
     cli_run(tmp_path / "sweep", "shapes", ["experiment=shapes_beta_vae", f"data.root={tmp_path}/shapes", "trainer.max_epochs=1",
                                            "model/arch=mlp", "logger=csv", "callbacks.progress=null", "callbacks.embeddings=null",

@@ -11,22 +11,9 @@ import yaml
 
 from aelab.reporting import published as paper
 from aelab.reporting.report import report
-from conftest import ROOT, read_result, run_cli
+from helpers import ROOT, read_result, run_cli, write_run
 
 PAPER = sorted(p.stem for p in (ROOT / "conf" / "experiment" / "paper").glob("*.yaml"))
-
-
-def write_run(sweep: Path, job: int, run: dict, metrics: dict, directions: dict, seed: int = 0,
-              reference: dict | None = None, state: str = "completed") -> None:
-    """A hand-written run folder: result.json and the composed config that carries the reference."""
-    folder = sweep / str(job)
-    (folder / ".hydra").mkdir(parents=True)
-    record = {"state": state, "metrics": metrics, "higher_is_better": directions, "seed": seed,
-              "run": {"data": "fashion_mnist", "arch": "conv", **run, "seed": seed}, "overrides": [f"seed={seed}"],
-              "wall_time_s": 10.0, "started_at": 1000.0 + job, "finished_at": 1010.0 + job}
-    (folder / "result.json").write_text(json.dumps(record))
-    config = {"trainer": {"max_epochs": 3}, "model": {"_target_": "aelab.models.autoencoder.AutoencoderModule"}}
-    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({**config, "reference": reference}))
 
 
 def test_directions_come_from_the_records_not_from_names(tmp_path: Path) -> None:
@@ -46,6 +33,7 @@ def test_directions_come_from_the_records_not_from_names(tmp_path: Path) -> None
     assert "**" not in vq  # the worst run is not bolded, and an undeclared metric is not ranked at all
 
 
+@pytest.mark.slow
 def test_training_records_declare_every_metric_direction(tmp_path: Path) -> None:
     result = run_cli("aelab-train", ["data=digits", "model/arch=mlp", "model=vae", "trainer.max_epochs=1",
                                      "logger=none", "callbacks.progress=null", "eval=[probe]",
@@ -126,6 +114,7 @@ SMALL = {"compression": [], "one_class": ["data.normal_classes=[0]"],
          "generation": ["eval.generation.n=300", "eval.generation.classifier_steps=20", "callbacks.samples=null"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_experiment_runs_a_few_batches(name: str, tmp_path: Path) -> None:
     params = yaml.safe_load((ROOT / "conf" / "experiment" / "paper" / f"{name}.yaml").read_text())
@@ -220,7 +209,7 @@ def test_reference_files_are_complete_and_keyed_like_our_runs(name: str) -> None
 
 @pytest.mark.parametrize("name", PAPER)
 def test_each_table_has_the_papers_schedule_for_a_gpu(name: str) -> None:
-    from conftest import compose_cfg
+    from helpers import compose_cfg
 
     cpu, gpu = compose_cfg([f"experiment=paper/{name}"]), compose_cfg([f"experiment=paper/gpu/{name}"])
     assert gpu.trainer.accelerator == "gpu" and gpu.trainer.max_epochs > cpu.trainer.max_epochs

@@ -3,48 +3,13 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import read_result, run_cli
+from helpers import make_project, read_result, run_cli
 
 PYTHONPATH = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-BOTTLENECK = '''
-"""A user's bottleneck: Gaussian noise on a deterministic code during training; emits code_l2."""
-import torch
-
-from aelab.bottlenecks.base import BottleneckOutput
-from aelab.bottlenecks.deterministic import Deterministic
-
-
-class NoisyCode(Deterministic):
-    terms = ("code_l2",)
-
-    def __init__(self, in_features: int, latent_dim: int, sigma: float = 0.1) -> None:
-        super().__init__(in_features, latent_dim)
-        self.sigma = sigma
-
-    def forward(self, h):
-        z = self.proj(h)
-        z = z + self.sigma * torch.randn_like(z) if self.training else z
-        return BottleneckOutput(z=z, terms={"code_l2": z.pow(2).sum(1)})
-'''
-
-
-def make_project(root: Path) -> Path:
-    """my_project/: conf/model/{half_kl_vae,noisy_ae}.yaml and userbn.py, outside the checkout."""
-    (root / "conf" / "model").mkdir(parents=True)
-    (root / "conf" / "model" / "half_kl_vae.yaml").write_text("defaults: [vae, _self_]\nname: half_kl_vae\nloss_weights: {kl: 0.5}\n")
-    (root / "conf" / "model" / "noisy_ae.yaml").write_text(textwrap.dedent("""\
-        defaults: [ae, _self_]
-        name: noisy_ae
-        bottleneck: {_target_: userbn.NoisyCode, sigma: 0.1}
-        loss_weights: {code_l2: 1.0e-3}
-        """))
-    (root / "userbn.py").write_text(BOTTLENECK)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +38,7 @@ def test_unknown_choice_lists_the_users_options_too(project: Path, tmp_path: Pat
     assert "unknown model 'half_kl_vea'" in result.stderr and "half_kl_vae" in result.stderr and "vq_vae" in result.stderr
 
 
+@pytest.mark.slow
 def test_help_lists_the_users_options(project: Path) -> None:
     result = run_cli("aelab-train", [f"hydra.searchpath=[file://{project}/conf]", "--help"])
     model_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("model "))
@@ -82,6 +48,7 @@ def test_help_lists_the_users_options(project: Path) -> None:
 
 
 # ---- a damaged result.json (truncated by a crash or a full disk) ------------------------------------------------
+@pytest.mark.slow
 def test_a_truncated_record_is_kept_aside_and_the_job_runs_again(tmp_path: Path) -> None:
     (tmp_path / "result.json").write_text('{"state": "compl')
     args = ["data=digits", "model/arch=mlp", "trainer.max_epochs=1", "logger=none", "eval=none", "callbacks.progress=null",
@@ -150,7 +117,7 @@ class FixedSpreadGaussian(Bottleneck):
 
 def test_a_new_stochastic_bottleneck_gets_elbo_iw_likelihood_and_anomaly_score() -> None:
     from aelab.core.build import build
-    from conftest import compose_cfg
+    from helpers import compose_cfg
 
     cfg = compose_cfg(["data=digits", "model=vae", "model/arch=mlp", "model.latent_dim=3",
                        f"model.bottleneck._target_={__name__}.FixedSpreadGaussian"])
@@ -174,6 +141,7 @@ def test_a_new_stochastic_bottleneck_gets_elbo_iw_likelihood_and_anomaly_score()
 
 
 # ---- aelab-check: the contract suite on a user's variant, one line a check ----------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["half_kl_vae", "noisy_ae"])
 def test_aelab_check_passes_a_users_variants(project: Path, variant: str) -> None:
     result = run_cli("aelab-check", [f"hydra.searchpath=[file://{project}/conf]", f"model={variant}"], cwd=project)
@@ -183,6 +151,7 @@ def test_aelab_check_passes_a_users_variants(project: Path, variant: str) -> Non
                                                    "PASS loss decreases"]
 
 
+@pytest.mark.slow
 def test_aelab_check_fails_a_weight_naming_no_term_in_one_line(project: Path) -> None:
     (project / "conf" / "model" / "broken_vae.yaml").write_text("defaults: [vae, _self_]\nname: broken_vae\n"
                                                                  "loss_weights: {klx: 1.0}\n")
@@ -192,6 +161,7 @@ def test_aelab_check_fails_a_weight_naming_no_term_in_one_line(project: Path) ->
     assert result.stdout.startswith("FAIL builds:") and "klx" in result.stdout and "kl" in result.stdout
 
 
+@pytest.mark.slow
 def test_corrupting_twice_is_a_config_error(tmp_path: Path) -> None:
     result = run_cli("aelab-train", ["data=digits", "model=dae", "task=denoise", "logger=none", f"hydra.run.dir={tmp_path}"])
     text = result.stdout + result.stderr
