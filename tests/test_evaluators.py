@@ -179,6 +179,8 @@ def test_vae_run_reports_likelihood_probe_knn_and_frechet(tmp_path: Path) -> Non
     assert 0.3 < m["test/probe_acc"] <= 1 and 0.3 < m["test/knn_acc"] <= 1  # 10 classes: chance is 0.1
     assert m["test/iw_nll"] < -m["test/elbo"] + 1e-3  # the k=20 bound is at least as tight as the ELBO, on average
     assert m["test/frechet_clf"] > m["test/frechet_clf_train"] >= 0  # samples are further from test images than real ones
+    ways = result["higher_is_better"]
+    assert ways["test/frechet_clf"] is False and ways["test/frechet_clf_train"] is None  # the floor is not ranked
     assert (tmp_path / "cache" / "digits_1x8x8.pt").is_file()
     for png in ("eval_samples.png", "interpolations.png", "traversals.png"):
         assert (tmp_path / "vae" / png).stat().st_size > 0

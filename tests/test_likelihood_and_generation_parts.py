@@ -127,7 +127,7 @@ def test_inception_fid_runs_from_a_local_weights_file(tmp_path: Path) -> None:
 
 # ---- the report's ranks and claims -----------------------------------------------------------------------------
 REFERENCE = {"name": "toy_gen", "title": "Toy generation", "citation": "A. Author (2020)", "table": "Table 1",
-             "metric": "test/frechet_clf", "higher_is_better": False, "compare": "rank", "protocol": "theirs",
+             "metric": "test/frechet_clf", "compare": "rank", "protocol": "theirs",
              "differences": "ours",
              "rows": [{"method": "A", "match": {"model": "a"}, "value": 30.0, "comparable": False},
                       {"method": "B", "match": {"model": "b"}, "value": 40.0, "comparable": False},
@@ -156,6 +156,7 @@ def test_ranks_and_claims_in_the_report(tmp_path: Path) -> None:
     assert claims["a has more units"]["verdict"] == "fails"  # 15.5 < 17.25
     assert claims["d beats a"]["verdict"] == "not run"
     md = out["md"].read_text()
+    assert md.splitlines()[0] == "| model | latent_dim | test/frechet_clf ↓ | test/units |"  # a claim's metric shown
     assert "rank 2 (paper 1)" in md and "| c beats a | test/frechet_clf | 2.5 | 5.5 | holds (every seed) |" in md
     page = paper.publish(tmp_path, tmp_path / "results").read_text()
     assert "rank 1 (paper 3)" in page and "| a beats b | test/frechet_clf | 5.5 | 7.25 | holds (means only) |" in page

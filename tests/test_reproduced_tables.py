@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from aelab.reporting import published as paper
-from aelab.reporting.report import report
+from aelab.reporting.report import default_metrics, main as report_main, report
 from helpers import ROOT, read_result, run_cli, write_run
 
 PAPER = sorted(p.stem for p in (ROOT / "conf" / "experiment" / "paper").glob("*.yaml"))
@@ -33,6 +33,35 @@ def test_directions_come_from_the_records_not_from_names(tmp_path: Path) -> None
     assert "**" not in vq  # the worst run is not bolded, and an undeclared metric is not ranked at all
 
 
+def test_default_columns_are_the_test_metrics_that_completed_runs_rank(tmp_path: Path) -> None:
+    ae = {"train/loss": 0.3, "val/mse": 0.2, "test/loss": 0.3, "test/mse": 0.2, "test/posterior_var": 1.0,
+          "test/psnr": 12.0, "test/probe_acc": 0.7}
+    ae_ways = {"train/loss": False, "val/mse": False, "test/loss": False, "test/mse": False, "test/posterior_var": None,
+               "test/psnr": True, "test/probe_acc": True}
+    vae = {**ae, "test/mse": 0.1, "test/psnr": 14.0, "test/probe_acc": 0.6, "train/kl": 2.0, "test/kl": 2.0,
+           "test/fid": 40.0, "test/si_sdr_gain@0.5": 3.0, "test/active_units": 4.0}
+    vae_ways = {**ae_ways, "train/kl": False, "test/kl": False, "test/fid": False, "test/si_sdr_gain@0.5": True,
+                "test/active_units": None}
+    write_run(tmp_path, 0, {"model": "ae", "latent_dim": 8}, ae, ae_ways)
+    write_run(tmp_path, 1, {"model": "vae", "latent_dim": 8}, vae, vae_ways)
+    write_run(tmp_path, 2, {"model": "dae", "latent_dim": 8}, {"test/lost": 1.0}, {"test/lost": True}, state="failed")
+    # ranked test metrics in the records' order; not val/, not unranked stats, not the objective's terms (their
+    # train/ twins), not a failed run's
+    expected = ["test/mse", "test/psnr", "test/probe_acc", "test/fid", "test/si_sdr_gain@0.5"]
+    out = report(tmp_path)
+    header = next(csv.reader(open(out["csv"])))
+    assert header == ["model", "latent_dim", *(f"{m}_{s}" for m in expected for s in ("mean", "std", "n"))]
+    md = out["md"].read_text().splitlines()
+    assert md[0] == ("| model | latent_dim | test/mse ↓ | test/psnr ↑ | test/probe_acc ↑ | test/fid ↓ "
+                     "| test/si_sdr_gain@0.5 ↑ |")
+    assert md[2] == "| ae | 8 | 0.2 ± 0 (n=1) | 12 ± 0 (n=1) | **0.7 ± 0 (n=1)** | – | – |"
+    assert md[3] == ("| vae | 8 | **0.1 ± 0 (n=1)** | **14 ± 0 (n=1)** | 0.6 ± 0 (n=1) | **40 ± 0 (n=1)** "
+                     "| **3 ± 0 (n=1)** |")
+    report_main([str(tmp_path), "--metrics", "test/loss", "test/active_units"])  # chosen columns, unranked too
+    assert next(csv.reader(open(out["csv"])))[2:] == [f"{m}_{s}" for m in ("test/loss", "test/active_units")
+                                                      for s in ("mean", "std", "n")]
+
+
 @pytest.mark.slow
 def test_training_records_declare_every_metric_direction(tmp_path: Path) -> None:
     result = run_cli("aelab-train", ["data=digits", "model/arch=mlp", "model=vae", "trainer.max_epochs=1",
@@ -45,6 +74,9 @@ def test_training_records_declare_every_metric_direction(tmp_path: Path) -> None
     assert record["higher_is_better"]["test/probe_acc"] is True and record["higher_is_better"]["test/knn_acc"] is True
     assert record["higher_is_better"]["test/mse"] is False and record["higher_is_better"]["test/psnr"] is True
     assert record["higher_is_better"]["val/elbo"] is True and record["higher_is_better"]["val/kl"] is False
+    # the report's default columns for this record: no loss, recon, kl or elbo (the objective), no posterior_var
+    shown = default_metrics([(tmp_path, record)])
+    assert shown == ["test/mse", "test/psnr", "test/ssim", "test/probe_acc", "test/knn_acc"]
 
 
 REFERENCE = {"name": "toy", "title": "Toy table", "citation": "A. Author (2020)", "table": "Table 9",
@@ -199,7 +231,7 @@ def test_reference_files_are_complete_and_keyed_like_our_runs(name: str) -> None
 
     ref = yaml.safe_load((ROOT / "conf" / "reference" / f"{name}.yaml").read_text())
     assert ref["name"] == name and all(ref.get(k) for k in ("title", "citation", "table", "metric", "protocol", "differences"))
-    assert isinstance(ref["higher_is_better"], bool)
+    assert "higher_is_better" not in ref  # ranks follow the direction our runs declare for the metric
     for row in ref["rows"]:
         assert row["method"] and isinstance(row["value"], float) and isinstance(row["comparable"], bool)
         assert row["match"] and set(row["match"]) <= set(KEYS), row

@@ -33,5 +33,5 @@ class PCARatio(Evaluator):
         recon = batched(model.reconstruct, test["x"], device=model.device)
         mse = float((recon - test["target"]).double().pow(2).mean())
         reference = pca_test_mse(train, test["target"], d)
-        return Evaluation(metrics={"test/pca_mse": reference, "test/mse_ratio_pca": mse / reference},
+        return Evaluation(metrics={"test/mse_ratio_pca": mse / reference, "test/pca_mse": reference},
                           notes=[f"PCA({d}) fitted on {len(train)} train examples"])

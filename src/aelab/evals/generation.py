@@ -65,7 +65,8 @@ def inception_fid(samples: torch.Tensor, real: torch.Tensor, weights: str | Path
 class Generation(Evaluator):
     """Grids `samples.png`, `interpolations.png`, `traversals.png`; `test/frechet_clf` on `n` samples."""
 
-    higher_is_better = {"frechet_clf": False, "frechet_clf_train": False, "fid": False, "precision": True, "recall": True}
+    higher_is_better = {"frechet_clf": False, "fid": False, "precision": True, "recall": True,
+                        "frechet_clf_train": None}  # the floor (train images vs test): the same for every model, not ranked
 
     def __init__(self, n: int = 5000, cache_dir: str = "data/feature_nets", classifier_steps: int = 2000,
                  pairs: int = 8, steps: int = 10, traverse_dims: int = 10, span: float = 3.0, inception: bool = True,

@@ -72,9 +72,10 @@ def metrics(reference: dict | None) -> list[str]:
     return list(dict.fromkeys([reference["metric"], *rows, *(c["metric"] for c in reference.get("claims", []))]))
 
 
-def compare(reference: dict, varying: list[str], rows: dict[tuple, dict[str, Cell]],
-            constant: dict[str, Any]) -> tuple[list[dict], list[dict]]:
-    """One line per (reference row, matching row of ours), and the reference rows that match none."""
+def compare(reference: dict, varying: list[str], rows: dict[tuple, dict[str, Cell]], constant: dict[str, Any],
+            direction: dict[str, bool | None]) -> tuple[list[dict], list[dict]]:
+    """One line per (reference row, matching row of ours), and the reference rows that match none; `compare: rank`
+    ranks by the direction our runs declared for each metric."""
     lines, unmatched = [], []
     for ref in reference.get("rows", []):
         metric = ref.get("metric", reference["metric"])
@@ -91,16 +92,17 @@ def compare(reference: dict, varying: list[str], rows: dict[tuple, dict[str, Cel
                           "difference": diff, "comparable": comparable, "note": ref.get("note", ""),
                           "ours_rank": None, "paper_rank": None})
     if reference.get("compare") == "rank":
-        rank(lines, bool(reference.get("higher_is_better")))
+        rank(lines, direction)
     return lines, unmatched
 
 
-def rank(lines: list[dict], higher_is_better: bool) -> None:
-    """Set `ours_rank` and `paper_rank` (1 = best) among the lines that have our value, per metric."""
-    for metric in {line["metric"] for line in lines}:
+def rank(lines: list[dict], direction: dict[str, bool | None]) -> None:
+    """Set `ours_rank` and `paper_rank` (1 = best) among the lines that have our value, per metric that declares
+    a direction (an unranked metric gets no ranks)."""
+    for metric in {line["metric"] for line in lines if direction.get(line["metric"]) is not None}:
         ranked = [line for line in lines if line["metric"] == metric and line["ours_mean"] is not None]
         for value, field in (("ours_mean", "ours_rank"), ("paper", "paper_rank")):
-            for i, line in enumerate(sorted(ranked, key=lambda ln: ln[value], reverse=higher_is_better)):
+            for i, line in enumerate(sorted(ranked, key=lambda ln: ln[value], reverse=bool(direction[metric]))):
                 line[field] = i + 1
 
 

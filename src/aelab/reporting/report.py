@@ -19,13 +19,6 @@ from aelab.tracking.run import read_record
 from aelab.tracking.sweep import dashboard_commands
 from aelab.reporting.cell import Cell
 
-DEFAULT_METRICS = ("test/mse", "test/psnr", "test/ssim")
-SUITE_METRICS = ("test/probe_acc", "test/knn_acc", "test/auroc", "test/auprc", "test/psnr_gain", "test/ssim_gain",
-                 "test/iw_nll", "test/frechet_clf", "test/mig", "test/dci_disentanglement", "test/dci_completeness",
-                 "test/dci_informativeness", "test/mse_ratio_pca", "test/pca_mse", "test/mlp_acc", "test/auroc_recon",
-                 "test/auroc_elbo", "test/auroc_latent", "test/auroc_combined", "test/auroc_ocsvm", "test/active_units",
-                 "test/precision", "test/recall")
-# evaluation-suite columns, shown when any run has them
 KEYS = ("model", "arch", "data", "latent_dim", "normal_classes")
 DESCRIBED = {"model", "model/arch", "data", "model.latent_dim", "data.normal_classes"}  # overrides that KEYS show
 BOOKKEEPING = ("seed", "experiment", "threads", "logger", "resume", "paths.", "hydra", "callbacks.")  # never a row
@@ -194,26 +187,31 @@ def print_table(varying: list[str], rows: dict, metrics: list[str], best: dict, 
     for key, cells in rows.items():
         texts = [f"{c.mean:.4g} ± {c.std:.2g}" if c.values else "–" for c in (cells[m] for m in metrics)]
         marked = [f"[bold]{t}[/bold]" if best.get(m) == key else t for m, t in zip(metrics, texts)]
-        table.add_row(*map(str, key), str(max(c.n for c in cells.values())), *marked)
+        table.add_row(*map(str, key), str(max((c.n for c in cells.values()), default=0)), *marked)
     console = make_console()
     console.print(table)
     for folder, r in failed:
         console.print(f"[red]not averaged in[/red]: {folder} ({r['state']}) {r.get('error', '')}", soft_wrap=True)
 
 
-def default_metrics(runs: list[tuple[Path, dict]]) -> list[str]:
-    """The reconstruction and evaluation-suite metrics that at least one run recorded."""
-    present = {m for _, r in runs for m in r.get("metrics", {})}
-    return [m for m in (*DEFAULT_METRICS, *SUITE_METRICS) if m in present] or list(DEFAULT_METRICS)
+def default_metrics(runs: list[tuple[Path, dict]], reference: dict | None = None) -> list[str]:
+    """Every test metric that a completed run ranks (declares higher or lower better), in the records' order (the
+    model's own, then the eval suite's), but the training objective and its terms (recorded for train/ too, and
+    not comparable between variants); then the metrics a paper sweep's reference compares, ranked or not."""
+    done = [r for _, r in runs if r["state"] == "completed"]
+    fitted = {m.partition("/")[2] for r in done for m in r.get("metrics", {}) if m.startswith("train/")}
+    ranked = [m for r in done for m, d in (r.get("higher_is_better") or {}).items() if d is not None]
+    shown = [m for m in ranked if m.startswith("test/") and m.partition("/")[2] not in fitted]
+    return list(dict.fromkeys([*shown, *paper.metrics(reference)]))
 
 
 def report(sweep: Path, metrics: list[str] | None = None) -> dict[str, Path]:
     """Write every report file into the sweep folder; return their paths."""
     runs = load_runs(sweep)
     reference = paper.load_reference(runs)
-    metrics = metrics or default_metrics(runs)
+    metrics = metrics or default_metrics(runs, reference)
     direction = directions(runs)
-    wanted = list(dict.fromkeys([*metrics, *paper.metrics(reference)]))  # the comparison's metrics too
+    wanted = list(dict.fromkeys([*metrics, *paper.metrics(reference)]))  # the comparison needs them, shown or not
     varying, rows, constant = group(runs, wanted)
     if reference and reference.get("aggregate"):
         rows = sort_rows(paper.add_aggregate(varying, rows, **reference["aggregate"]))
@@ -223,7 +221,7 @@ def report(sweep: Path, metrics: list[str] | None = None) -> dict[str, Path]:
     out = {ext: sweep / f"report.{ext}" for ext in ("md", "csv", "tex", "html")}
     tex = latex(varying, rows, metrics, best, direction)
     if reference:
-        lines, unmatched = paper.compare(reference, varying, rows, constant)
+        lines, unmatched = paper.compare(reference, varying, rows, constant, direction)
         facts = paper.protocol_facts(sweep, runs)
         claims = paper.check_claims(reference, varying, rows, constant)
         table_md += "\n" + paper.markdown(reference, lines, unmatched, facts, claims)
@@ -246,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="aelab-report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="a sweep folder (outputs/sweeps/...) or any folder of run folders")
     parser.add_argument("--metrics", nargs="+", default=None,
-                        help="result.json metric keys (default: test mse/psnr/ssim and the suite metrics present)")
+                        help="result.json metric keys (default: every test metric a run ranks, but the training "
+                             "objective's terms, then a paper sweep's compared metrics)")
     parser.add_argument("--publish", type=Path, default=None, metavar="DOCS_DIR",
                         help="copy a paper sweep's report files into DOCS_DIR/<name>/ and re-render DOCS_DIR.md")
     args = parser.parse_args(argv)
