@@ -16,7 +16,8 @@ from torch.distributions import Normal
 from aelab.core.build import build
 from aelab.data.base import InMemoryDataModule, Splits
 from aelab.data.corruptions import GaussianNoise
-from aelab.evals.anomaly import AnomalyDetection, detection_metrics
+from aelab.evals.anomaly import AnomalyDetection, calibrate_threshold, detection_metrics
+from aelab.evals.likelihood import ImportanceWeightedNLL
 from aelab.evals.restoration import Restoration
 from aelab.data.tasks import Colorize, Denoise, Task
 from helpers import FAST, compose_cfg, read_result, run_cli
@@ -131,6 +132,22 @@ def test_iw_log_likelihood_with_one_sample_is_the_elbo_and_tightens_with_k() -> 
         one = torch.stack([model.iw_log_likelihood(x, x, k=1) for _ in range(20)]).mean()
         hundred = model.iw_log_likelihood(x, x, k=100).mean()
     assert hundred > one  # log-mean-exp over samples: a tighter lower bound on log p(x)
+
+
+def test_scoring_leaves_the_global_rng_alone_and_gives_the_same_numbers_from_any_state(tmp_path: Path) -> None:
+    """The VAE's posterior draws in the anomaly scores, the threshold and the IW-NLL come from a seeded block:
+    torch's global RNG state is as before the call, and the numbers do not depend on it."""
+    model = build(compose_cfg(["data=digits", "model=vae", "model/arch=mlp", "model.latent_dim=3"]).model).eval()
+    data = digits(normal_classes=[3])
+    scorers = [lambda: AnomalyDetection()(model, data, tmp_path).metrics, lambda: calibrate_threshold(model, data, 0.05),
+               lambda: ImportanceWeightedNLL(k=5, max_examples=100)(model, data, tmp_path).metrics]
+    got = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        before = torch.get_rng_state()
+        got.append([score() for score in scorers])
+        assert torch.equal(torch.get_rng_state(), before)
+    assert got[0] == got[1] and "test/auroc_elbo" in got[0][0]
 
 
 # ---- end to end from the CLI -----------------------------------------------------------------------------------

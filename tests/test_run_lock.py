@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from aelab.core.files import atomic_write
 from aelab.tracking.lock import STALE_S, RunBusyError, RunLock
+from aelab.tracking.run import read_record, write_json
 from helpers import BIN, FAST, ROOT, read_result
 
 SLOW = [*FAST, "model/arch=mlp", "logger=none", "eval=none", "callbacks.embeddings=null", "callbacks.samples=null",
@@ -35,6 +37,20 @@ def test_a_fresh_claim_of_another_host_is_refused_with_its_owner_named(tmp_path:
     with pytest.raises(RunBusyError, match=r"being trained by another process \(pid 4242 on node17"):
         RunLock(tmp_path).claim()
     assert json.loads((tmp_path / "run.lock").read_text())["host"] == "node17"  # left as it was
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "result.json"
+    write_json(path, {"state": "running"})
+
+    def half_then_full_disk(tmp: Path) -> None:
+        assert tmp.parent == tmp_path and str(os.getpid()) in tmp.name  # beside the file, this process's own
+        tmp.write_text('{"state": "compl')
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(path, half_then_full_disk)
+    assert read_record(path)["state"] == "running" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
 
 def test_a_stale_claim_of_another_host_is_taken_over_and_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

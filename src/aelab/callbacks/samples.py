@@ -9,13 +9,13 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from aelab.tracking.media import log_image
-from aelab.evals.base import split_codes
+from aelab.evals.base import DENSITY_FIT_ON, fit_code_density
 
 
 class SampleGrid(pl.Callback):
     """Fits the ex-post density (when sampling goes through it), writes `samples.png`, logs `val/samples`."""
 
-    def __init__(self, dirpath: str, n: int = 64, fit_on: int = 10000) -> None:
+    def __init__(self, dirpath: str, n: int = 64, fit_on: int = DENSITY_FIT_ON) -> None:
         self.dirpath, self.n, self.fit_on = Path(dirpath), n, fit_on
 
     @torch.no_grad()
@@ -26,7 +26,7 @@ class SampleGrid(pl.Callback):
         if module.samples_from_density:
             if module.density is None:
                 return
-            module.fit_density(split_codes(module, trainer.datamodule, "train", self.fit_on)[0])
+            fit_code_density(module, trainer.datamodule, self.fit_on)
         samples = module.sample(self.n).clamp(0, 1).cpu()
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / "samples.png"

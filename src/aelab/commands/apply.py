@@ -150,12 +150,9 @@ def write_outputs(x: Any, names: list[str], prep: dict, out: Path, table_name: s
 
 def score(model: Any, inputs: Inputs, threshold: dict | None, out: Path, size: int) -> dict[str, Any]:
     """scores.csv: every anomaly score of each input, and `flag` = the stored threshold's score above it."""
-    import torch
+    from aelab.evals.anomaly import SCORE_SEED, all_scores
 
-    from aelab.evals.anomaly import all_scores
-
-    torch.manual_seed(0)  # -ELBO uses one posterior sample, as at calibration
-    scores = all_scores(model, inputs.x, inputs.x, size)
+    scores = all_scores(model, inputs.x, inputs.x, size, seed=SCORE_SEED)  # -ELBO's posterior sample as at calibration
     names = list(scores)
     header = ["file", *names, "flag"]
     rows = []

@@ -116,14 +116,14 @@ def store_apply_state(cfg: DictConfig, model: Any, datamodule: Any, best: str) -
     run record (a threshold whose false-positive rate is loosely known)."""
     from aelab.tracking.checkpoint import write_apply_state
     from aelab.evals.anomaly import calibrate_threshold, threshold_warning
-    from aelab.evals.base import split_codes
+    from aelab.evals.base import fit_code_density
 
     model.eval()
     state: dict[str, Any] = {"preprocessing": datamodule.preprocessing(), "task": cfg.task.name}
     notes = []
     anomaly = datamodule.normal_classes is not None
     if model.density is not None and (model.samples_from_density or anomaly):
-        model.fit_density(split_codes(model, datamodule, "train", 10000)[0])
+        fit_code_density(model, datamodule)
         state["density"] = model.density_state()
     if anomaly:
         state["threshold"] = calibrate_threshold(model, datamodule, cfg.threshold_fpr)
@@ -177,10 +177,10 @@ def fit_baseline(cfg: DictConfig, model: Any, datamodule: Any, loggers: list) ->
     """A scikit-learn baseline (`model=baseline/...`): fit on the train split, test, run the same eval suite."""
     from aelab.evals.base import Evaluation, run_suite
 
-    train = datamodule.fixed_batch("train", len(datamodule.split("train")))
+    train = datamodule.whole("train")
     log.info("fitting %s on %d train examples", cfg.model.name, len(train["x"]))
     model.fit(train["x"].flatten(1).double().numpy(), train["target"].flatten(1).double().numpy())  # (N, *shape) -> (N, D)
-    test = datamodule.fixed_batch("test", len(datamodule.split("test")))
+    test = datamodule.whole("test")
     metrics, directions = model.test_metrics(test["x"], test["target"]) if cfg.test else ({}, {})
     suite = run_suite(cfg.get("eval"), model, datamodule, Path(cfg.paths.output_dir)) if cfg.test else Evaluation()
     metrics |= suite.metrics

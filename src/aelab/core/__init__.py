@@ -1,1 +1,1 @@
-"""Errors and the config builder that every layer uses."""
+"""What every layer uses: errors, the config builder, atomic file writes (files.py) and seeded blocks (rng.py)."""

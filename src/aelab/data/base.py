@@ -216,6 +216,10 @@ class InMemoryDataModule(pl.LightningDataModule):
         data = self.split(stage)
         return data[list(range(min(n, len(data))))]
 
+    def whole(self, stage: str) -> dict[str, torch.Tensor]:
+        """The whole train, val or test split as one batch, in order (what scoring a split runs on)."""
+        return self.fixed_batch(stage, len(self.split(stage)))
+
     def split(self, stage: str) -> TensorBatches:
         """The train, val or test set."""
         self.setup()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from aelab.core.files import save_atomic
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ def cached(files: list[Path], settings: dict[str, Any], cache_dir: str | Path | 
             log.warning("cache %s unreadable (%s); reading the files again", path, type(err).__name__)
     blob = read()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    save_atomic(blob, path)
     log.info("cached %d files as tensors in %s", len(files), path)
     return blob

@@ -10,7 +10,6 @@ drawn by a seeded balanced permutation independent of the other factors and reco
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 
 from aelab.data.base import InMemoryDataModule, Splits
 from aelab.core.errors import ConfigError, DataError, positive_int
+from aelab.core.files import save_atomic
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,7 @@ class ShapesDataModule(InMemoryDataModule):
     def _write_cache(self, data: dict[str, torch.Tensor]) -> None:
         path = self.cache_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        torch.save(data, tmp)
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+        save_atomic(data, path)  # a concurrent reader sees the old file or the whole new one
 
     def grid(self) -> dict[str, torch.Tensor]:
         """The whole grid before the split, from the cache or rendered (and cached) on first use."""

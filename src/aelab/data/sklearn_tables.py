@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 from pathlib import Path
 
 from sklearn.datasets import load_breast_cancer
+
+from aelab.core.files import atomic_write
 
 DEFAULT = Path("data/breast_cancer.csv")
 
@@ -22,14 +23,15 @@ def export_breast_cancer(path: str | Path = DEFAULT) -> Path:
     path = Path(path)
     bunch = load_breast_cancer()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([*bunch.feature_names, "diagnosis"])
-        for features, target in zip(bunch.data, bunch.target):
-            writer.writerow([repr(float(v)) for v in features] + [bunch.target_names[target]])  # repr round-trips
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow([*bunch.feature_names, "diagnosis"])
+            for features, target in zip(bunch.data, bunch.target):
+                writer.writerow([repr(float(v)) for v in features] + [bunch.target_names[target]])  # repr round-trips
+
+    return atomic_write(path, write)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,10 +17,12 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
+from aelab.core.rng import seeded
 from aelab.data.base import InMemoryDataModule
-from aelab.evals.base import Evaluation, Evaluator, split_codes
+from aelab.evals.base import DENSITY_FIT_ON, Evaluation, Evaluator, fit_code_density
 
 COMBINED = ("recon", "latent")  # standardised on validation data and summed
+SCORE_SEED = 0  # the -ELBO score draws one posterior sample: seeded alike at calibration, test and apply
 
 
 def detection_metrics(scores: torch.Tensor, is_anomaly: torch.Tensor) -> dict[str, float]:
@@ -33,8 +35,13 @@ def detection_metrics(scores: torch.Tensor, is_anomaly: torch.Tensor) -> dict[st
 
 
 @torch.no_grad()
-def all_scores(model: pl.LightningModule, x: torch.Tensor, target: torch.Tensor, size: int = 1000) -> dict[str, torch.Tensor]:
-    """model.anomaly_scores over chunks of (x, target), each score (N,) on the CPU."""
+def all_scores(model: pl.LightningModule, x: torch.Tensor, target: torch.Tensor, size: int = 1000,
+               seed: int | None = None) -> dict[str, torch.Tensor]:
+    """model.anomaly_scores over chunks of (x, target), each score (N,) on the CPU; with a `seed`, the draws inside
+    the model come from the global RNG seeded with it, and the global RNG is restored after (None: drawn as it is)."""
+    if seed is not None:
+        with seeded(seed):
+            return all_scores(model, x, target, size)
     chunks = [model.anomaly_scores(xs.to(model.device), ts.to(model.device)) for xs, ts in zip(x.split(size), target.split(size))]
     return {name: torch.cat([c[name].cpu() for c in chunks]) for name in chunks[0]}
 
@@ -54,9 +61,8 @@ def calibrate_threshold(model: pl.LightningModule, data: InMemoryDataModule, fpr
         from aelab.core.errors import ConfigError
 
         raise ConfigError(f"threshold_fpr must be in (0, 1), got {fpr}")
-    val = data.fixed_batch("val", len(data.split("val")))
-    torch.manual_seed(0)
-    scores = all_scores(model, val["x"], val["target"])
+    val = data.whole("val")
+    scores = all_scores(model, val["x"], val["target"], seed=SCORE_SEED)
     name = next(iter(scores))
     threshold = float(torch.quantile(scores[name].double(), 1.0 - fpr))
     flagged = int((scores[name].double() > threshold).sum())
@@ -92,7 +98,7 @@ class AnomalyDetection(Evaluator):
     higher_is_better = {"auroc": True, "auprc": True, "anomaly_rate": None, "auroc_recon": True, "auroc_elbo": True,
                         "auroc_latent": True, "auroc_combined": True, "auroc_ocsvm": True}
 
-    def __init__(self, density_fit_on: int = 10000) -> None:
+    def __init__(self, density_fit_on: int = DENSITY_FIT_ON) -> None:
         self.density_fit_on = density_fit_on
 
     def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
@@ -100,12 +106,12 @@ class AnomalyDetection(Evaluator):
 
     def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         if getattr(model, "density", None) is not None:  # the code density of these weights (the best checkpoint)
-            model.fit_density(split_codes(model, data, "train", self.density_fit_on)[0])
-        test = data.fixed_batch("test", len(data.split("test")))
-        val = data.fixed_batch("val", len(data.split("val")))
-        torch.manual_seed(0)  # -ELBO of a stochastic bottleneck uses one posterior sample
-        scores = all_scores(model, test["x"], test["target"])
-        both = combined(scores, all_scores(model, val["x"], val["target"]))
+            fit_code_density(model, data, self.density_fit_on)
+        test = data.whole("test")
+        val = data.whole("val")
+        with seeded(SCORE_SEED):  # the model draws -ELBO's posterior sample from the global RNG: restored after
+            scores = all_scores(model, test["x"], test["target"])
+            both = combined(scores, all_scores(model, val["x"], val["target"]))  # val continues test's draws
         if both is not None:
             scores["combined"] = both
         labels = data.is_anomaly(test["y"])

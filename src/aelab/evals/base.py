@@ -22,6 +22,8 @@ from aelab.data.base import InMemoryDataModule
 
 log = logging.getLogger(__name__)
 
+DENSITY_FIT_ON = 10000  # train codes the code density (model.density) is fitted on
+
 
 @dataclass
 class Evaluation:
@@ -63,9 +65,13 @@ def batched(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, device: tor
 def split_codes(model: pl.LightningModule, data: InMemoryDataModule, stage: str, limit: int | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes (N, d) of a split's model inputs and their labels (N,), the first `limit` examples."""
-    n = len(data.split(stage)) if limit is None else min(limit, len(data.split(stage)))
-    batch = data.fixed_batch(stage, n)
+    batch = data.whole(stage) if limit is None else data.fixed_batch(stage, limit)
     return batched(model.encode, batch["x"], device=model.device), batch["y"]
+
+
+def fit_code_density(model: pl.LightningModule, data: InMemoryDataModule, n: int = DENSITY_FIT_ON) -> None:
+    """Fit the model's code density on the codes of the first `n` train examples."""
+    model.fit_density(split_codes(model, data, "train", n)[0])
 
 
 def run_suite(suite: Mapping[str, Any] | None, model: pl.LightningModule, data: InMemoryDataModule,

@@ -27,8 +27,8 @@ class PCARatio(Evaluator):
     higher_is_better = {"pca_mse": False, "mse_ratio_pca": False}
 
     def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
-        test = data.fixed_batch("test", len(data.split("test")))
-        train = data.fixed_batch("train", len(data.split("train")))["target"]
+        test = data.whole("test")
+        train = data.whole("train")["target"]
         d = batched(model.encode, test["x"][:1], device=model.device).shape[1]
         recon = batched(model.reconstruct, test["x"], device=model.device)
         mse = float((recon - test["target"]).double().pow(2).mean())

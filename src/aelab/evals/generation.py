@@ -17,8 +17,9 @@ import pytorch_lightning as pl
 import torch
 from torchvision.utils import make_grid, save_image
 
+from aelab.core.rng import seeded
 from aelab.data.base import InMemoryDataModule
-from aelab.evals.base import Evaluation, Evaluator, split_codes
+from aelab.evals.base import Evaluation, Evaluator, fit_code_density, split_codes
 from aelab.metrics.frechet import cached_feature_classifier, features, frechet_distance
 from aelab.metrics.precision_recall import precision_recall
 
@@ -79,31 +80,31 @@ class Generation(Evaluator):
         return None if len(data.shape) == 3 else f"needs image data, {data.name} has shape {data.shape}"
 
     def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
-        torch.manual_seed(0)
-        if model.samples_from_density:  # sample from a density of the training codes
-            model.fit_density(split_codes(model, data, "train", 10000)[0])
-        test = data.fixed_batch("test", len(data.split("test")))
-        n = min(self.n, len(test["target"]))
-        with torch.no_grad():
-            samples = torch.cat([model.sample(len(c)).cpu() for c in torch.arange(n).split(1000)]).clamp(0, 1)
-            x0, x1 = test["x"][:self.pairs].to(model.device), test["x"][self.pairs:2 * self.pairs].to(model.device)
-            lines = model.interpolate(x0, x1, self.steps).flatten(0, 1)  # (pairs*steps, C, H, W)
-        codes = split_codes(model, data, "test", 1000)[0]
-        dims = min(self.traverse_dims, codes.shape[1])
-        sweep = traversals(model, codes[0], dims, self.steps, self.span * float(codes.std(0).mean()))
-        images = {"test/samples": save_grid(samples[:64], 8, out_dir / "eval_samples.png"),
-                  "test/interpolations": save_grid(lines, self.steps, out_dir / "interpolations.png"),
-                  "test/traversals": save_grid(sweep, self.steps, out_dir / "traversals.png")}
-        if data.normal_classes is None:
-            metrics, notes = self.frechet(data, samples, test)
-        else:
-            metrics, notes = {}, ["frechet_clf skipped: the classifier needs every class (one-class training data)"]
-        if self.inception:
-            fid, note = inception_fid(samples, test["target"][:n], self.inception_weights)
-            notes.append(note)
-            if fid is not None:
-                metrics["test/fid"] = fid
-        return Evaluation(metrics=metrics, images=images, notes=notes)
+        with seeded(0):  # model.sample draws inside the model from the global RNG: seeded here, restored after
+            if model.samples_from_density:  # sample from a density of the training codes
+                fit_code_density(model, data)
+            test = data.whole("test")
+            n = min(self.n, len(test["target"]))
+            with torch.no_grad():
+                samples = torch.cat([model.sample(len(c)).cpu() for c in torch.arange(n).split(1000)]).clamp(0, 1)
+                x0, x1 = test["x"][:self.pairs].to(model.device), test["x"][self.pairs:2 * self.pairs].to(model.device)
+                lines = model.interpolate(x0, x1, self.steps).flatten(0, 1)  # (pairs*steps, C, H, W)
+            codes = split_codes(model, data, "test", 1000)[0]
+            dims = min(self.traverse_dims, codes.shape[1])
+            sweep = traversals(model, codes[0], dims, self.steps, self.span * float(codes.std(0).mean()))
+            images = {"test/samples": save_grid(samples[:64], 8, out_dir / "eval_samples.png"),
+                      "test/interpolations": save_grid(lines, self.steps, out_dir / "interpolations.png"),
+                      "test/traversals": save_grid(sweep, self.steps, out_dir / "traversals.png")}
+            if data.normal_classes is None:
+                metrics, notes = self.frechet(data, samples, test)
+            else:
+                metrics, notes = {}, ["frechet_clf skipped: the classifier needs every class (one-class training data)"]
+            if self.inception:
+                fid, note = inception_fid(samples, test["target"][:n], self.inception_weights)
+                notes.append(note)
+                if fid is not None:
+                    metrics["test/fid"] = fid
+            return Evaluation(metrics=metrics, images=images, notes=notes)
 
     def frechet(self, data: InMemoryDataModule, samples: torch.Tensor, test: dict[str, torch.Tensor]
                 ) -> tuple[dict[str, float], list[str]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from aelab.core.rng import seeded
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, batched
 from aelab.core.errors import positive_int
@@ -40,12 +41,12 @@ class ImportanceWeightedNLL(Evaluator):
         return None if model.bottleneck.elbo_terms else "needs a stochastic bottleneck with an ELBO (vae, beta_vae, iwae ...)"
 
     def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
-        n = len(data.split("test")) if self.max_examples is None else min(self.max_examples, len(data.split("test")))
-        test = data.fixed_batch("test", n)
-        torch.manual_seed(self.seed)
+        test = data.whole("test") if self.max_examples is None else data.fixed_batch("test", self.max_examples)
+        n = len(test["x"])
         size = max(1, self.codes_per_batch // self.k)  # examples per batch so that k * size codes fit at once
-        log_px = batched(lambda x, t: model.iw_log_likelihood(x, t, self.k), test["x"], test["target"],
-                         device=model.device, size=size)
+        with seeded(self.seed):  # the model draws z_i ~ q(z|x) from the global RNG: seeded here, restored after
+            log_px = batched(lambda x, t: model.iw_log_likelihood(x, t, self.k), test["x"], test["target"],
+                             device=model.device, size=size)
         means = batched(model.encode, test["x"], device=model.device)  # posterior means (n, d)
         notes = [f"k={self.k} importance samples on {n} test examples; active units: Cov_x(E_q[u]) > {self.active_threshold}"]
         return Evaluation(metrics={"test/iw_nll": float(-log_px.mean()),

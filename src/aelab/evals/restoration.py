@@ -53,7 +53,7 @@ class Restoration(Evaluator):
         return f"the task's input is its target (task={data.task.name})" if data.task.identity else None
 
     def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
-        test = data.fixed_batch("test", len(data.split("test")))
+        test = data.whole("test")
         kind = data_kind(test["target"].shape[1:])
         restore = lambda x: batched(model.reconstruct, x, device=model.device)  # noqa: E731
         restored = restore(test["x"])

@@ -146,11 +146,10 @@ class Session:
         threshold = self.state.get("threshold")
         if threshold is None:
             return None
-        from aelab.evals.anomaly import all_scores
+        from aelab.evals.anomaly import SCORE_SEED, all_scores
 
         ex = self.example(i)
-        torch.manual_seed(0)  # -ELBO uses one posterior sample, as at calibration
-        score = float(all_scores(self.model, ex["x"], ex["target"])[threshold["score"]][0])
+        score = float(all_scores(self.model, ex["x"], ex["target"], seed=SCORE_SEED)[threshold["score"]][0])
         truth = bool(self.data.is_anomaly(ex["y"])[0]) if self.data.normal_classes is not None else None
         return {"score_name": threshold["score"], "score": score, "threshold": float(threshold["threshold"]),
                 "flagged": score > float(threshold["threshold"]), "anomaly": truth}

@@ -8,7 +8,6 @@ classifier trained on the dataset at hand instead of Inception-v3, so distances 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from scipy import linalg
 from torch import nn
 
 from aelab.core.errors import CheckpointError, ConfigError
+from aelab.core.files import save_atomic
 from aelab.metrics.probe import ArrayLike, to_numpy
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,9 @@ def cached_feature_classifier(path: str | Path, x: ArrayLike, y: ArrayLike, shap
     model = train_feature_classifier(x, y, shape, num_classes, **train_kwargs)
     acc = None if x_test is None or y_test is None else classifier_accuracy(model, x_test, y_test)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     blob = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "shape": model.shape,
             "num_classes": model.num_classes, "feature_dim": model.feature_dim, "test_accuracy": acc}
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    save_atomic(blob, path)
     log.info("trained feature classifier saved to %s (test accuracy %s)", path,
              "n/a" if acc is None else f"{acc:.4f}")
     return model, acc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -13,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from aelab.core.build import build
 
 from aelab.core.errors import CheckpointError
+from aelab.core.files import save_atomic
 
 CONFIG_KEY = "aelab_config"  # the resolved run config inside every checkpoint (callbacks.config.StoreConfig)
 
@@ -87,14 +87,10 @@ APPLY_KEY = "aelab_apply"  # what aelab-apply needs beyond the weights: preproce
 
 def write_apply_state(path: str | Path, state: dict[str, Any]) -> None:
     """Add `state` (tensors and plain values) to a written checkpoint under APPLY_KEY, atomically."""
-    import torch
-
     path = Path(path)
     ckpt = load_checkpoint(path)
     ckpt[APPLY_KEY] = state
-    tmp = path.with_name(f"{path.name}.tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    save_atomic(ckpt, path)
 
 
 IDENTITY = ("name", "arch", "latent_dim", "in_shape")  # what must match for weights to fit

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aelab.core.errors import AelabError
+from aelab.core.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +130,7 @@ class RunLock:
             file.write(json.dumps({**self.mine, "heartbeat_at": round(time.time(), 3)}) + "\n")
 
     def write(self) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps({**self.mine, "heartbeat_at": round(time.time(), 3)}) + "\n")
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, json.dumps({**self.mine, "heartbeat_at": round(time.time(), 3)}) + "\n")
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aelab.core.errors import ConfigError
+from aelab.core.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,7 @@ def read_record(path: Path) -> dict[str, Any]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 class RunRecord:

@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from aelab.core.files import atomic_write
 from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, sweep_dir, sweep_name
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,8 @@ def link_into_sweep(run_folder: Path, shared: Path) -> Path:
         if old.is_symlink() and (shared / os.readlink(old)).resolve().parent == job_wandb:
             old.unlink()
     link = shared / run_folder.name
-    tmp = shared / f".{run_folder.name}.{os.getpid()}"
-    tmp.symlink_to(os.path.relpath(run_folder.resolve(), shared.resolve()))
-    os.replace(tmp, link)
-    return link
+    target = os.path.relpath(run_folder.resolve(), shared.resolve())
+    return atomic_write(link, lambda tmp: tmp.symlink_to(target))
 
 
 def run_dir(logger) -> Path | None:
