@@ -21,12 +21,20 @@ import time
 import warnings
 from dataclasses import asdict
 
-
-from aelab.core.build import build
-from aelab.tracking.runtime import limit_threads
-from aelab.commands.job import quiet_libraries
-from bench_parts.common import (COMMAND, OUT, QUICK, Part, Settings, compose_cfg, cpu_seconds, log, machine,
-                                markdown, other_cores, show)
+from bench_parts.common import (
+    COMMAND,
+    OUT,
+    QUICK,
+    Part,
+    Settings,
+    compose_cfg,
+    cpu_seconds,
+    log,
+    machine,
+    markdown,
+    other_cores,
+    show,
+)
 from bench_parts.data import part_data
 from bench_parts.overhead import part_overhead
 from bench_parts.scaling import part_scaling
@@ -34,6 +42,10 @@ from bench_parts.startup import part_startup
 from bench_parts.sweep import part_sweep
 from bench_parts.throughput import part_throughput
 from bench_parts.userrun import part_userrun
+
+from aelab.commands.job import quiet_libraries
+from aelab.core.build import build
+from aelab.tracking.runtime import limit_threads
 
 PARTS = "throughput,data,startup,sweep,scaling,userrun,overhead"
 

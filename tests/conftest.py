@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the units, closed forms and the contract suite. An unmarked one stops the collection, named."""
     unmarked = []
     for item in items:
-        fixtures = [d.func for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values() for d in defs]
+        fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
         heavy = any(_heavy(f) for f in [getattr(item, "function", None), *fixtures] if f is not None)
         if heavy and item.get_closest_marker("slow") is None:
             unmarked.append(item.nodeid)

@@ -6,9 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-
 import textwrap
+from pathlib import Path
 
 import yaml
 from hydra import compose, initialize_config_dir

@@ -10,12 +10,12 @@ import pytest
 import soundfile
 import torch
 
+from aelab.core.errors import DataError
 from aelab.data.audio import AudioFolderDataModule, overlap_add
 from aelab.data.audio_io import read_audio, write_audio
 from aelab.data.corruptions import AdditiveNoise, Clipping, DroppedSegments
-from aelab.core.errors import DataError
-from aelab.evals.restoration import quality
 from aelab.data.tasks import Task
+from aelab.evals.restoration import quality
 from helpers import compose_cfg, read_result, run_cli, wandb_summary
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (make setup)")

@@ -151,8 +151,8 @@ def file_of_kind(kind: str, folder: Path, real: Path) -> Path:
                                           ("other_program", "checkpoint of another program"),
                                           ("truncated", "truncated or damaged")])
 def test_what_is_not_an_aelab_checkpoint_is_named(kind: str, expect: str, vae_checkpoint: Path, tmp_path: Path) -> None:
-    from aelab.tracking.checkpoint import load_checkpoint
     from aelab.core.errors import CheckpointError
+    from aelab.tracking.checkpoint import load_checkpoint
 
     path = file_of_kind(kind, tmp_path, vae_checkpoint)
     with pytest.raises(CheckpointError) as caught:

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from aelab.core.build import build
+from aelab.core.errors import ConfigError, DataError
 from aelab.data import shapes as shapes_mod
 from aelab.data.photo_patches import PhotoPatchesDataModule, load_photo
 from aelab.data.shapes import GRID, ShapesDataModule
 from aelab.data.sklearn_tables import export_breast_cancer
 from aelab.data.tabular import CSVDataModule
-from aelab.core.errors import ConfigError, DataError
 from helpers import compose_cfg
 
 N_GRID = 3 * 4 * 8 * 8 * 8

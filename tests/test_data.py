@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from aelab.core.build import build
-from aelab.data.fashion_mnist import DEBIAN_DIR, RAW_MD5, FashionMNISTDataModule
 from aelab.core.errors import DataError
+from aelab.data.fashion_mnist import DEBIAN_DIR, RAW_MD5, FashionMNISTDataModule
 from helpers import compose_cfg, run_cli
 
 HAS_DEBIAN = all((Path(DEBIAN_DIR) / n).is_file() for n in RAW_MD5)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from aelab.tracking.checkpoint import load_checkpoint
-from aelab.core.errors import CheckpointError
 from aelab.commands.train import train
+from aelab.core.errors import CheckpointError
+from aelab.tracking.checkpoint import load_checkpoint
 from helpers import FAST, compose_cfg, read_result, run_cli
 
 

@@ -16,10 +16,10 @@ from torch.distributions import Normal
 from aelab.core.build import build
 from aelab.data.base import InMemoryDataModule, Splits
 from aelab.data.corruptions import GaussianNoise
+from aelab.data.tasks import Colorize, Denoise, Task
 from aelab.evals.anomaly import AnomalyDetection, calibrate_threshold, detection_metrics
 from aelab.evals.likelihood import ImportanceWeightedNLL
 from aelab.evals.restoration import Restoration
-from aelab.data.tasks import Colorize, Denoise, Task
 from helpers import FAST, compose_cfg, read_result, run_cli
 
 

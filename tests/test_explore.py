@@ -211,9 +211,9 @@ def train_run(folder: Path, args: list[str]) -> Path:
 def test_every_task_shows_what_it_means(tmp_path: Path) -> None:
     """Denoising shows noisy / restored / clean; an anomaly run its score against the stored threshold; data with
     factors traverse them; a deterministic AE samples from a code density; recognition names the probe's class."""
-    from aelab.tracking.checkpoint import APPLY_KEY, load_checkpoint
-    from aelab.explore.views import Explorer
     from aelab.explore.runs import find_runs
+    from aelab.explore.views import Explorer
+    from aelab.tracking.checkpoint import APPLY_KEY, load_checkpoint
 
     denoise = train_run(tmp_path / "denoise", ["task=denoise"])
     one_class = train_run(tmp_path / "one_class", ["task=one_class", "data.normal_classes=[1]", "trainer.max_epochs=40"])

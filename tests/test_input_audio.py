@@ -12,12 +12,11 @@ import pytest
 import soundfile
 
 from aelab.commands.apply_audio import high_band_line, keeps_high_band
+from aelab.core.errors import ConfigError
 from aelab.data.audio import AudioFolderDataModule, read_folder
 from aelab.data.audio_io import audio_extensions, band_limited, read_audio, with_high_band
-from aelab.core.errors import ConfigError
 from aelab.data.tasks import Task
-from helpers import run_cli
-from helpers import fails_cleanly
+from helpers import fails_cleanly, run_cli
 
 SECONDS = 0.5
 # name -> (rate, soundfile format, subtype, channels, largest error at the file's rate: one step of the sample format)

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from aelab.data.inputs import image_inputs
 from aelab.core.build import build
+from aelab.core.errors import ConfigError
 from aelab.data.image_folder import image_files, read_folder
 from aelab.data.images import LUMA, ImageRule, check_background, image_extensions, read_image
-from aelab.core.errors import ConfigError
+from aelab.data.inputs import image_inputs
 from helpers import compose_cfg, read_result, run_cli
 
 S = 16  # every test image is S x S

@@ -14,9 +14,9 @@ import pytorch_lightning as pl
 import scipy.stats
 import torch
 
+from aelab.core.errors import ConfigError, DataError
 from aelab.data.inputs import table_inputs
 from aelab.data.tabular import CSVDataModule
-from aelab.core.errors import ConfigError, DataError
 from aelab.evals.anomaly import calibrate_threshold, fpr_interval, threshold_warning
 from helpers import compose_cfg, read_result, run_cli
 
@@ -198,14 +198,14 @@ def test_few_optimizer_steps_are_named(tmp_path: Path) -> None:
 
 
 def test_the_code_is_narrower_than_the_table_unless_the_user_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aelab.core.build import build
     from aelab.commands.train import infer_data_shape
+    from aelab.core.build import build
 
     x, kinds = raw_table()
     path = write(tmp_path / "t.csv", x, kinds)
     # 16 >= 3 columns: 3 // 2, unless given, or the model cannot take it (vq_vae: code_dim 4 must divide it)
     for model, given, want in (("ae", [], 1), ("ae", ["model.latent_dim=16"], 16), ("vq_vae", [], 16)):
-        monkeypatch.setattr("aelab.commands.train.job_overrides", lambda: given)
+        monkeypatch.setattr("aelab.commands.train.job_overrides", lambda given=given: given)
         cfg = compose_cfg(["data=csv", f"data.path={path}", "data.label_column=kind", "data.cache_dir=null",
                            f"model={model}", "model/arch=mlp"], tmp_path)
         infer_data_shape(cfg, build(cfg.data, task=build(cfg.task), seed=0))

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from aelab.reporting import published as paper
 from aelab.core.build import build
 from aelab.densities import TwoStageVAE
 from aelab.evals.likelihood import active_units
 from aelab.metrics.precision_recall import precision_recall
+from aelab.reporting import published as paper
 from aelab.reporting.report import report
-from helpers import compose_cfg
-from helpers import write_run
+from helpers import compose_cfg, write_run
 
 
 # ---- data ------------------------------------------------------------------------------------------------------

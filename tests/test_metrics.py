@@ -14,8 +14,14 @@ from sklearn.datasets import load_digits
 
 from aelab.core.errors import CheckpointError, ConfigError
 from aelab.metrics.disentanglement import dci, mig
-from aelab.metrics.frechet import (FeatureClassifier, cached_feature_classifier, classifier_accuracy, features,
-                                   frechet_distance, train_feature_classifier)
+from aelab.metrics.frechet import (
+    FeatureClassifier,
+    cached_feature_classifier,
+    classifier_accuracy,
+    features,
+    frechet_distance,
+    train_feature_classifier,
+)
 from aelab.metrics.probe import knn_accuracy, probe_accuracy
 
 FAST_TRAIN = {"epochs": 5, "batch_size": 64, "lr": 3e-3}  # enough for 8x8 digits (1.4k examples)

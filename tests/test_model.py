@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-from aelab.core.build import build
 from aelab.bottlenecks.gaussian import DiagonalGaussian
+from aelab.core.build import build
 from aelab.core.errors import ConfigError
 from aelab.losses.likelihood import Bernoulli as BernoulliLik
 from aelab.losses.likelihood import Gaussian as GaussianLik

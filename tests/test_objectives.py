@@ -13,10 +13,10 @@ from aelab.bottlenecks.base import BottleneckOutput
 from aelab.bottlenecks.gaussian import DiagonalGaussian
 from aelab.bottlenecks.importance import ImportanceWeighted
 from aelab.bottlenecks.wasserstein import imq_mmd
-from aelab.core.build import build
 from aelab.callbacks.schedules import linear
-from aelab.losses.penalties import DecoderJacobian, DecoderL2, EncoderJacobian
 from aelab.commands.train import train
+from aelab.core.build import build
+from aelab.losses.penalties import DecoderJacobian, DecoderL2, EncoderJacobian
 from helpers import FAST, compose_cfg
 
 

@@ -12,8 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import read_result, run_cli
-from helpers import fails_cleanly
+from helpers import fails_cleanly, read_result, run_cli
 
 COMMON = ["logger=none", "callbacks.progress=null", "model/arch=mlp", "model.latent_dim=4"]
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sklearn.decomposition import PCA
 
-from aelab.core.build import build
 from aelab.commands.train import train
+from aelab.core.build import build
 from helpers import FAST, compose_cfg
 
 pytestmark = pytest.mark.slow  # every test here starts a CLI process or a training run

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from aelab.reporting import published as paper
-from aelab.reporting.report import default_metrics, main as report_main, report
+from aelab.reporting.report import default_metrics, report
+from aelab.reporting.report import main as report_main
 from helpers import ROOT, read_result, run_cli, write_run
 
 PAPER = sorted(p.stem for p in (ROOT / "conf" / "experiment" / "paper").glob("*.yaml"))

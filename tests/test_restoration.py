@@ -158,8 +158,8 @@ def test_classical_denoiser_raises_psnr_on_noisy_shapes(method: str) -> None:
 
 
 def test_noise_over_a_range_draws_one_level_per_example_within_it() -> None:
-    from aelab.data.corruptions import GaussianNoise
     from aelab.core.errors import ConfigError
+    from aelab.data.corruptions import GaussianNoise
 
     torch.manual_seed(0)
     stds = GaussianNoise([0.1, 0.5], clip=None)(torch.zeros(2000, 1, 28, 28)).flatten(1).std(1)  # (2000,) per example

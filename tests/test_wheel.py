@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
-from helpers import make_project
+from helpers import ROOT, make_project
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

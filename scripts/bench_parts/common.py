@@ -18,8 +18,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from aelab.tracking.console import make_console
 from aelab import CONF_DIR
+from aelab.tracking.console import make_console
 
 log = logging.getLogger("bench")
 ROOT = Path(CONF_DIR).parent

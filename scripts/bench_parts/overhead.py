@@ -25,8 +25,8 @@ def worker(epochs: int, rounds: int, device: str, threads: int, extra: list[str]
     times each."""
     import torch
 
-    from aelab.core.build import build
     from aelab.commands.job import quiet_libraries
+    from aelab.core.build import build
     from bench_parts.common import compose_cfg
     from bench_parts.throughput import fit_aelab, fit_plain
 

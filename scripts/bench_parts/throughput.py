@@ -12,11 +12,22 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from aelab.core.build import build
 from aelab.callbacks.config import StoreConfig
+from aelab.core.build import build
 from aelab.data.base import InMemoryDataModule
-from bench_parts.common import (FIT, OUT, Epoch, EpochTimer, Part, Settings, compose_cfg, epoch_to_epoch, log,
-                                plain_step, rate)
+from bench_parts.common import (
+    FIT,
+    OUT,
+    Epoch,
+    EpochTimer,
+    Part,
+    Settings,
+    compose_cfg,
+    epoch_to_epoch,
+    log,
+    plain_step,
+    rate,
+)
 
 
 def fit_aelab(overrides: list[str], datamodule: InMemoryDataModule, name: str) -> list[Epoch]:

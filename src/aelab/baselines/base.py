@@ -16,6 +16,7 @@ from torch import nn
 
 from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
 
+
 class Baseline(nn.Module):
     """Subclasses implement `fit(x, target)` on the flattened train split's inputs and clean targets (N, D) as numpy,
     and what they answer."""

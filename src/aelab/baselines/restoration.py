@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from aelab.baselines.base import Baseline
-from aelab.data.colorspace import to_rgb, to_space
 from aelab.core.errors import ConfigError
+from aelab.data.colorspace import to_rgb, to_space
 from aelab.metrics.reconstruction import data_kind
 
 log = logging.getLogger(__name__)

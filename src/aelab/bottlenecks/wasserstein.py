@@ -20,7 +20,7 @@ def imq_mmd(z: torch.Tensor, prior: torch.Tensor, scales: tuple[float, ...]) -> 
     total = z.new_zeros(())
     for scale in scales:
         c = 2.0 * d * scale
-        k = lambda a, b: c / (c + torch.cdist(a, b).pow(2))  # noqa: E731  (B, d) x (B, d) -> (B, B)
+        k = lambda a, b, c=c: c / (c + torch.cdist(a, b).pow(2))  # noqa: E731  (B, d) x (B, d) -> (B, B)
         within = ((k(z, z) + k(prior, prior)) * off_diag).sum() / (n * (n - 1))
         total = total + within - 2.0 * k(z, prior).mean()
     return total

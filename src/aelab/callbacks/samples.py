@@ -8,8 +8,8 @@ import pytorch_lightning as pl
 import torch
 from torchvision.utils import make_grid, save_image
 
-from aelab.tracking.media import log_image
 from aelab.evals.base import DENSITY_FIT_ON, fit_code_density
+from aelab.tracking.media import log_image
 
 
 class SampleGrid(pl.Callback):

@@ -27,10 +27,10 @@ import hydra
 from omegaconf import DictConfig
 
 from aelab import CONF_DIR
-from aelab.core.errors import ConfigError, DataError
 from aelab.commands.job import guarded
-from aelab.tracking.console import quiet_libraries
+from aelab.core.errors import ConfigError, DataError
 from aelab.data.inputs import Inputs, image_inputs, input_files, table_inputs
+from aelab.tracking.console import quiet_libraries
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from aelab.core.errors import ConfigError, DataError
 from aelab.data.audio_io import Audio, audio_extensions, fit_length, read_audio, resample, with_high_band, write_audio
 from aelab.data.base import counted
-from aelab.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def restore_audio(model: Any, files: list[Path], root: Path, prep: dict, out: Pa
                   task: str, reference: Path | None = None) -> dict[str, Any]:
     """Each file restored whole (see the module docstring); what apply.json records: written, skipped, the
     high-band rule and its line, and with a reference the scores per file and on average."""
-    from aelab.data.inputs import skip
     from aelab.data.audio import overlap_add
+    from aelab.data.inputs import skip
     from aelab.evals.base import batched
 
     keep = keeps_high_band(high_band, task)

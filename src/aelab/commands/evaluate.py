@@ -13,10 +13,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
-from aelab.tracking.runtime import is_multirun, job_overrides
 from aelab.commands.job import guarded, run_job, stage_metrics
 from aelab.tracking.console import quiet_libraries
 from aelab.tracking.run import RunRecord
+from aelab.tracking.runtime import is_multirun, job_overrides
 
 log = logging.getLogger(__name__)
 

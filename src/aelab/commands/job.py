@@ -17,8 +17,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from aelab.core.errors import AelabError
-from aelab.tracking.runtime import full_errors, is_multirun
 from aelab.tracking.run import RunRecord
+from aelab.tracking.runtime import full_errors, is_multirun
 
 log = logging.getLogger(__name__)
 Body = Callable[[list], tuple[dict[str, float], dict[str, Any]]]  # loggers -> (metrics, other record fields)

@@ -17,11 +17,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
-from aelab.core.errors import ConfigError, positive_int
-from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, limit_threads
 from aelab.commands.job import guarded, run_job, stage_metrics
+from aelab.core.errors import ConfigError, positive_int
 from aelab.tracking.console import quiet_libraries
 from aelab.tracking.run import RunRecord
+from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None, datamodu
 
     Returns the metrics, the best checkpoint and the suite's Evaluation (notes, metric directions)."""
     from aelab.baselines.base import Baseline
-    from aelab.core.build import build
     from aelab.callbacks.config import StoreConfig
     from aelab.callbacks.rng import RngState
+    from aelab.core.build import build
     from aelab.evals.base import Evaluation, run_suite
 
     if is_global_zero():
@@ -114,9 +114,9 @@ def store_apply_state(cfg: DictConfig, model: Any, datamodule: Any, best: str) -
     testing) and added to best.ckpt: the data's preprocessing, the code density, and for anomaly runs the
     decision threshold calibrated on the (normal) validation split at `threshold_fpr`. Returns notes for the
     run record (a threshold whose false-positive rate is loosely known)."""
-    from aelab.tracking.checkpoint import write_apply_state
     from aelab.evals.anomaly import calibrate_threshold, threshold_warning
     from aelab.evals.base import fit_code_density
+    from aelab.tracking.checkpoint import write_apply_state
 
     model.eval()
     state: dict[str, Any] = {"preprocessing": datamodule.preprocessing(), "task": cfg.task.name}

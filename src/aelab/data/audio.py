@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from aelab.core.errors import ConfigError, DataError
 from aelab.data.audio_io import Audio, audio_extensions, read_audio, write_audio
 from aelab.data.base import InMemoryDataModule, Splits, counted, folder_files
 from aelab.data.cache import cached
-from aelab.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

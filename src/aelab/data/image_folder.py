@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from aelab.core.errors import ConfigError, DataError
 from aelab.data.base import InMemoryDataModule, Splits, folder_files
 from aelab.data.cache import cached
 from aelab.data.images import ON_BAD_FILE, ImageRule, ReadReport, image_extensions, read_image
-from aelab.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from aelab.data.base import counted, named
 from aelab.core.errors import ConfigError, DataError
+from aelab.data.base import counted, named
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import logging
 import numpy as np
 import torch
 
-from aelab.data.base import InMemoryDataModule, Splits, to_float_images
 from aelab.core.errors import ConfigError, DataError, positive_int
+from aelab.data.base import InMemoryDataModule, Splits, to_float_images
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aelab.data.base import InMemoryDataModule, Splits
 from aelab.core.errors import ConfigError, DataError, positive_int
 from aelab.core.files import save_atomic
+from aelab.data.base import InMemoryDataModule, Splits
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aelab.core.errors import ConfigError, DataError
 from aelab.data.base import InMemoryDataModule, Splits
 from aelab.data.cache import cached
 from aelab.data.table_reader import check_settings, parse_rows, read_csv
-from aelab.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 SHOWN = 3  # bad rows named in the log line and the note (all are in `skipped_rows`)

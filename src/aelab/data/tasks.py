@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aelab.data.colorspace import check_space, to_space
 from aelab.core.errors import ConfigError
+from aelab.data.colorspace import check_space, to_space
 
 
 class Task:

@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from aelab.data.base import InMemoryDataModule, Splits, to_float_images
 from aelab.core.errors import DataError
+from aelab.data.base import InMemoryDataModule, Splits, to_float_images
 
 log = logging.getLogger(__name__)
 

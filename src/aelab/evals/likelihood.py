@@ -14,10 +14,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from aelab.core.errors import positive_int
 from aelab.core.rng import seeded
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, batched
-from aelab.core.errors import positive_int
 
 
 def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:

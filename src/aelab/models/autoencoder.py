@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
-from aelab.data.colorspace import check_space, to_rgb, to_space
 from aelab.core.errors import ConfigError, DivergenceError, positive_int
+from aelab.data.colorspace import check_space, to_rgb, to_space
 from aelab.losses.likelihood import Likelihood
 from aelab.losses.penalties import Penalty
-from aelab.models.density import CodeDensity
 from aelab.metrics.reconstruction import COSTLY, data_kind, reconstruction_metrics
+from aelab.models.density import CodeDensity
 
 EVAL_STAGES = ("val", "test")
 

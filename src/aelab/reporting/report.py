@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from aelab.reporting import published as paper
+from aelab.reporting.cell import Cell
 from aelab.tracking.run import read_record
 from aelab.tracking.sweep import dashboard_commands
-from aelab.reporting.cell import Cell
 
 KEYS = ("model", "arch", "data", "latent_dim", "normal_classes")
 DESCRIBED = {"model", "model/arch", "data", "model.latent_dim", "data.normal_classes"}  # overrides that KEYS show

@@ -10,7 +10,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.core.build import build
-
 from aelab.core.errors import CheckpointError
 from aelab.core.files import save_atomic
 

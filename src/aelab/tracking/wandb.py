@@ -86,7 +86,7 @@ def wandb_logger(save_dir: str, project: str, name: str | None = None, group: st
 
     logger = make(mode)
     try:
-        logger.experiment  # start the run now: a server that accepts connections but does not answer times out here
+        _ = logger.experiment  # start the run now: a server that accepts connections but does not answer times out here
     except Exception as err:  # wandb.errors.CommError and friends
         if mode != "online":
             raise
