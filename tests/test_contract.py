@@ -12,6 +12,7 @@ import torch
 
 from aelab.commands import check
 from aelab.core.build import build
+from aelab.models.api import Autoencoder, GenerativeAutoencoder
 from helpers import CONF_DIR, compose_cfg
 
 VARIANTS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
@@ -58,6 +59,17 @@ def test_api_shapes(variant: str, arch: str, tmp_path: Path, request: pytest.Fix
     batch = batch_for(arch, request)
     check.encode_shapes(model, batch)
     assert model.encode(batch["x"][:3]).shape == (3, LATENT)
+    assert isinstance(model, GenerativeAutoencoder)  # the whole model API that evaluators, apply and explore use
+
+
+BASELINES = sorted(p.stem for p in (Path(CONF_DIR) / "model" / "baseline").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("baseline", BASELINES)
+def test_baselines_offer_the_autoencoder_api_and_nothing_generative(baseline: str, tmp_path: Path) -> None:
+    cfg = compose_cfg(["data=digits", f"model=baseline/{baseline}", f"model.latent_dim={LATENT}"], tmp_path)
+    model = build(cfg.model)
+    assert isinstance(model, Autoencoder) and not isinstance(model, GenerativeAutoencoder)
 
 
 def own_arch_or_skip(variant: str, arch: str, tmp_path: Path) -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
 from aelab.core.rng import seeded
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import DENSITY_FIT_ON, Evaluation, Evaluator, fit_code_density
+from aelab.models.api import Autoencoder
 
 COMBINED = ("recon", "latent")  # standardised on validation data and summed
 SCORE_SEED = 0  # the -ELBO score draws one posterior sample: seeded alike at calibration, test and apply
@@ -35,7 +35,7 @@ def detection_metrics(scores: torch.Tensor, is_anomaly: torch.Tensor) -> dict[st
 
 
 @torch.no_grad()
-def all_scores(model: pl.LightningModule, x: torch.Tensor, target: torch.Tensor, size: int = 1000,
+def all_scores(model: Autoencoder, x: torch.Tensor, target: torch.Tensor, size: int = 1000,
                seed: int | None = None) -> dict[str, torch.Tensor]:
     """model.anomaly_scores over chunks of (x, target), each score (N,) on the CPU; with a `seed`, the draws inside
     the model come from the global RNG seeded with it, and the global RNG is restored after (None: drawn as it is)."""
@@ -53,7 +53,7 @@ def combined(test: dict[str, torch.Tensor], val: dict[str, torch.Tensor]) -> tor
     return sum((test[n] - val[n].mean()) / val[n].std().clamp_min(1e-12) for n in COMBINED)
 
 
-def calibrate_threshold(model: pl.LightningModule, data: InMemoryDataModule, fpr: float) -> dict:
+def calibrate_threshold(model: Autoencoder, data: InMemoryDataModule, fpr: float) -> dict:
     """The decision threshold of the model's first anomaly score (the one test/auroc uses) that flags a share
     `fpr` of the validation examples, which are all normal: their (1 - fpr) quantile; with how many it was
     calibrated on and flags, and the 95% interval of its false-positive rate (`fpr_interval`)."""
@@ -101,10 +101,10 @@ class AnomalyDetection(Evaluator):
     def __init__(self, density_fit_on: int = DENSITY_FIT_ON) -> None:
         self.density_fit_on = density_fit_on
 
-    def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
+    def skip_reason(self, model: Autoencoder, data: InMemoryDataModule) -> str | None:
         return None if data.normal_classes is not None else "no anomaly labels (set task=one_class or data.normal_classes)"
 
-    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+    def __call__(self, model: Autoencoder, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         if getattr(model, "density", None) is not None:  # the code density of these weights (the best checkpoint)
             fit_code_density(model, data, self.density_fit_on)
         test = data.whole("test")

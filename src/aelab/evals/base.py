@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 
 from aelab.data.base import InMemoryDataModule
+from aelab.models.api import Autoencoder
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,10 @@ class Evaluator:
             raise KeyError(f"{type(self).__name__} emits {metric} without declaring its direction in higher_is_better")
         return self.higher_is_better[name]
 
-    def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
+    def skip_reason(self, model: Autoencoder, data: InMemoryDataModule) -> str | None:
         return None
 
-    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+    def __call__(self, model: Autoencoder, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         raise NotImplementedError
 
 
@@ -62,19 +63,19 @@ def batched(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, device: tor
     return torch.cat([fn(*(c.to(device) for c in chunk)).cpu() for chunk in chunks])
 
 
-def split_codes(model: pl.LightningModule, data: InMemoryDataModule, stage: str, limit: int | None = None
+def split_codes(model: Autoencoder, data: InMemoryDataModule, stage: str, limit: int | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes (N, d) of a split's model inputs and their labels (N,), the first `limit` examples."""
     batch = data.whole(stage) if limit is None else data.fixed_batch(stage, limit)
     return batched(model.encode, batch["x"], device=model.device), batch["y"]
 
 
-def fit_code_density(model: pl.LightningModule, data: InMemoryDataModule, n: int = DENSITY_FIT_ON) -> None:
+def fit_code_density(model: Autoencoder, data: InMemoryDataModule, n: int = DENSITY_FIT_ON) -> None:
     """Fit the model's code density on the codes of the first `n` train examples."""
     model.fit_density(split_codes(model, data, "train", n)[0])
 
 
-def run_suite(suite: Mapping[str, Any] | None, model: pl.LightningModule, data: InMemoryDataModule,
+def run_suite(suite: Mapping[str, Any] | None, model: Autoencoder, data: InMemoryDataModule,
               out_dir: Path, trainer: pl.Trainer | None = None) -> Evaluation:
     """Build and run every evaluator of the `eval` config; log metrics and images to the trainer's loggers;
     return their metrics, directions and notes in one Evaluation."""

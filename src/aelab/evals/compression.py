@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from sklearn.decomposition import PCA
 
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, batched
+from aelab.models.api import Autoencoder
 
 
 def pca_test_mse(train: torch.Tensor, test: torch.Tensor, d: int) -> float:
@@ -26,7 +26,7 @@ class PCARatio(Evaluator):
 
     higher_is_better = {"pca_mse": False, "mse_ratio_pca": False}
 
-    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+    def __call__(self, model: Autoencoder, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         test = data.whole("test")
         train = data.whole("train")["target"]
         d = batched(model.encode, test["x"][:1], device=model.device).shape[1]

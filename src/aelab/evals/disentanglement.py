@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
-
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, batched
 from aelab.metrics.disentanglement import dci, mig
+from aelab.models.api import Autoencoder
 
 
 class Disentanglement(Evaluator):
@@ -20,10 +19,10 @@ class Disentanglement(Evaluator):
     def __init__(self, bins: int = 20, max_examples: int = 10000, n_estimators: int = 30) -> None:
         self.bins, self.max_examples, self.n_estimators = bins, max_examples, n_estimators
 
-    def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
+    def skip_reason(self, model: Autoencoder, data: InMemoryDataModule) -> str | None:
         return None if data.split("test").factors is not None else f"{data.name} has no known factors (use data=shapes)"
 
-    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+    def __call__(self, model: Autoencoder, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         test = data.fixed_batch("test", self.max_examples)
         codes = batched(model.encode, test["x"], device=model.device)
         scores = dci(codes, test["factors"], n_estimators=self.n_estimators)

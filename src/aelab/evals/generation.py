@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torchvision.utils import make_grid, save_image
 
@@ -22,6 +21,7 @@ from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, fit_code_density, split_codes
 from aelab.metrics.frechet import cached_feature_classifier, features, frechet_distance
 from aelab.metrics.precision_recall import precision_recall
+from aelab.models.api import GenerativeAutoencoder
 
 BATCH = 256  # feature classifier batch size
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # the file torch-fidelity looks for
@@ -35,7 +35,7 @@ def save_grid(images: torch.Tensor, nrow: int, path: Path) -> Path:
 
 
 @torch.no_grad()
-def traversals(model: pl.LightningModule, z: torch.Tensor, dims: int, steps: int, span: float) -> torch.Tensor:
+def traversals(model: GenerativeAutoencoder, z: torch.Tensor, dims: int, steps: int, span: float) -> torch.Tensor:
     """Decode z (d,) with one dimension at a time swept over +-span std of the codes: (dims*steps, C, H, W)."""
     grid = z.repeat(dims * steps, 1)  # (dims*steps, d)
     offsets = torch.linspace(-span, span, steps)
@@ -76,10 +76,10 @@ class Generation(Evaluator):
         self.pairs, self.steps, self.traverse_dims, self.span, self.inception = pairs, steps, traverse_dims, span, inception
         self.inception_weights, self.pr_k = inception_weights, pr_k
 
-    def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
+    def skip_reason(self, model: GenerativeAutoencoder, data: InMemoryDataModule) -> str | None:
         return None if len(data.shape) == 3 else f"needs image data, {data.name} has shape {data.shape}"
 
-    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+    def __call__(self, model: GenerativeAutoencoder, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         with seeded(0):  # model.sample draws inside the model from the global RNG: seeded here, restored after
             if model.samples_from_density:  # sample from a density of the training codes
                 fit_code_density(model, data)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 
 from aelab.core.errors import positive_int
 from aelab.core.rng import seeded
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, batched
+from aelab.models.api import GenerativeAutoencoder
 
 
 def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:
@@ -37,10 +37,10 @@ class ImportanceWeightedNLL(Evaluator):
         self.max_examples, self.codes_per_batch, self.seed = max_examples, codes_per_batch, seed
         self.active_threshold = active_threshold
 
-    def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
+    def skip_reason(self, model: GenerativeAutoencoder, data: InMemoryDataModule) -> str | None:
         return None if model.bottleneck.elbo_terms else "needs a stochastic bottleneck with an ELBO (vae, beta_vae, iwae ...)"
 
-    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+    def __call__(self, model: GenerativeAutoencoder, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         test = data.whole("test") if self.max_examples is None else data.fixed_batch("test", self.max_examples)
         n = len(test["x"])
         size = max(1, self.codes_per_batch // self.k)  # examples per batch so that k * size codes fit at once

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
-
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, split_codes
 from aelab.metrics.probe import knn_accuracy, mlp_accuracy, probe_accuracy
+from aelab.models.api import Autoencoder
 
 
 class Recognition(Evaluator):
@@ -24,12 +23,12 @@ class Recognition(Evaluator):
         self.k, self.max_train, self.max_iter = k, max_train, max_iter
         self.mlp_hidden, self.seed = mlp_hidden, seed
 
-    def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
+    def skip_reason(self, model: Autoencoder, data: InMemoryDataModule) -> str | None:
         if data.normal_classes is not None and len(data.normal_classes) < 2:
             return "the training split holds a single class (one-class task)"
         return None
 
-    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+    def __call__(self, model: Autoencoder, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         z_train, y_train = split_codes(model, data, "train", self.max_train)
         z_test, y_test = split_codes(model, data, "test")
         metrics = {"test/probe_acc": probe_accuracy(z_train, y_train, z_test, y_test, max_iter=self.max_iter),

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 
 from aelab.data.base import InMemoryDataModule
 from aelab.evals.base import Evaluation, Evaluator, batched
 from aelab.metrics.reconstruction import data_kind, reconstruction_metrics
+from aelab.models.api import Autoencoder
 
 METRICS = ("psnr", "ssim", "snr", "si_sdr")
 
@@ -49,10 +49,10 @@ class Restoration(Evaluator):
     def __init__(self, n_audio: int = 4) -> None:
         self.n_audio = n_audio
 
-    def skip_reason(self, model: pl.LightningModule, data: InMemoryDataModule) -> str | None:
+    def skip_reason(self, model: Autoencoder, data: InMemoryDataModule) -> str | None:
         return f"the task's input is its target (task={data.task.name})" if data.task.identity else None
 
-    def __call__(self, model: pl.LightningModule, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
+    def __call__(self, model: Autoencoder, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         test = data.whole("test")
         kind = data_kind(test["target"].shape[1:])
         restore = lambda x: batched(model.reconstruct, x, device=model.device)  # noqa: E731
