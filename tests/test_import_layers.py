@@ -18,7 +18,7 @@ LAYERS = [
     {"densities", "baselines", "evals"},
     {"callbacks", "reporting"},
     {"commands", "explore"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "api"},  # entry points: the command line's and Python's (aelab.api), neither imports the other
 ]
 LEVEL = {package: level for level, packages in enumerate(LAYERS) for package in packages}
 
