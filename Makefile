@@ -9,7 +9,7 @@ STAMP := $(VENV)/.aelab-installed
 FMNIST_FILE := train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: setup data train eval lint test test-fast sweep report paper results bench clean dashboard
+.PHONY: setup data train eval lint docs test test-fast sweep report paper results bench clean dashboard
 
 setup: $(STAMP) data
 
@@ -87,8 +87,13 @@ report: setup
 lint: setup
 	$(BIN)/ruff check src tests scripts
 
-# The full suite (what CI runs, after the linter) and the fast tier: no CLI processes, no training runs.
-test: setup lint
+# The documentation site (mkdocs.yml, docs/) into site/, strictly: a warning or a broken internal link fails.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The full suite (what CI runs, after the linter and the docs build) and the fast tier: no CLI processes, no
+# training runs.
+test: setup lint docs
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
@@ -98,4 +103,4 @@ bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache site

@@ -51,7 +51,7 @@ class Settings:
     latent_fraction: float = 0.25  # of the train split, for the latent-size runs
     user_rounds: int = 10  # part 6: rounds of (before, after, plain) processes per arch
     user_epochs: int = 3  # part 6: epochs per run (the first is not measured)
-    user_threads: int = 1  # part 6 and 7: torch threads of every process (the machine is shared: see the README)
+    user_threads: int = 1  # part 6 and 7: torch threads of every process (the machine is shared: see docs/performance.md)
     user_fraction: float = 0.4  # part 6: of the train and of the val batches per epoch (val: 2 of 5 batches)
     overhead_processes: int = 3  # part 7: worker processes per side, in rotated order
     overhead_rounds: int = 3  # part 7: (aelab fit, plain fit) pairs per worker
