@@ -9,7 +9,7 @@ STAMP := $(VENV)/.aelab-installed
 FMNIST_FILE := train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: setup data train eval lint docs test test-fast sweep report paper results bench clean dashboard
+.PHONY: setup data train eval lint docs test test-fast sweep report paper results bench clean dashboard wheel-check
 
 setup: $(STAMP) data
 
@@ -98,6 +98,29 @@ test: setup lint docs
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# Opt-in, not part of make test or CI: the wheel built from this checkout, installed with the core dependencies
+# only (no extra) into a fresh venv under /tmp, which downloads torch (about 7 GB with its CUDA libraries); then,
+# from that folder, a short training run and its report, no extra's package installed, and the one-line errors of
+# two extras' features. tests/test_extras.py checks the same in the project venv with the extras' modules blocked.
+WHEEL_CHECK := /tmp/aelab-wheel-check
+EXTRA_PACKAGES := soundfile|noisereduce|scikit-image|PyWavelets|hydra-optuna-sweeper|optuna|SQLAlchemy|alembic|onnx|onnxscript|onnxruntime|gradio|torch-fidelity
+wheel-check:
+	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)
+	$(PYTHON) -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/python -m pip install --quiet --upgrade pip
+	$(WHEEL_CHECK)/venv/bin/python -m pip wheel --quiet --no-deps -w $(WHEEL_CHECK)/dist .
+	$(WHEEL_CHECK)/venv/bin/python -m pip install --quiet -c requirements.lock $(WHEEL_CHECK)/dist/aelab-*.whl
+	@! $(WHEEL_CHECK)/venv/bin/python -m pip list 2>/dev/null | grep -iE '^($(EXTRA_PACKAGES)) ' || \
+	  { echo "wheel-check: the core install brought an extra's package (above)"; exit 1; }
+	cd $(WHEEL_CHECK) && venv/bin/aelab-train data=digits model/arch=mlp trainer.max_epochs=1 logger=none \
+	  callbacks.progress=null hydra.run.dir=runs/core
+	cd $(WHEEL_CHECK) && venv/bin/aelab-report runs
+	cd $(WHEEL_CHECK) && venv/bin/aelab-train data=speech 2>&1 | \
+	  grep -F "data=speech needs the audio extra: pip install 'aelab[audio]'"
+	cd $(WHEEL_CHECK) && venv/bin/aelab-train -m hparams_search=optuna_fmnist 2>&1 | \
+	  grep -F "hydra/sweeper=optuna needs the optuna extra: pip install 'aelab[optuna]'"
+	@echo "wheel-check: the core wheel trains and reports without extras; a missing extra names its pip command"
 
 bench: setup
 	$(BIN)/python scripts/bench.py $(ARGS)

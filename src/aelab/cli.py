@@ -34,6 +34,7 @@ EXAMPLES = {
               "aelab-apply ckpt_path=<run>/checkpoints/best.ckpt output=exported/ mode=export"],
 }
 CONFIG = {"train": "train", "eval": "eval", "check": "train", "apply": "apply"}  # the entry config each command composes
+HYDRA_PLUGINS = {"hydra/sweeper/optuna": "optuna"}  # Hydra plugin configs that an aelab extra installs
 
 
 def search_path(args: list[str]) -> list[Path]:
@@ -165,6 +166,23 @@ def override_error(entry: str, args: list[str], message: str) -> str | None:
     return f"unknown {what} '{key}'{did_you_mean(entry, args, key)}; aelab-{entry} --help lists them"
 
 
+def extra_error(message: str) -> str | None:
+    """Hydra's error for what an extra installs as the extra's one line: a plugin's config it cannot find
+    (`hydra/sweeper=optuna` without aelab[optuna]) or a `_target_` in a module that is not installed."""
+    from aelab.core.extras import EXTRA_OF
+    from aelab.core.extras import message as extra_line
+
+    plugin = re.search(r"Could not find '(hydra/\w+/\w+)'", message)
+    if plugin and plugin[1] in HYDRA_PLUGINS:
+        group, option = plugin[1].rsplit("/", 1)
+        return extra_line(HYDRA_PLUGINS[plugin[1]], f"{group}={option}")
+    module = re.search(r"(?:Error locating target|No module named) '(\w+)", message)
+    if module is None or module[1] not in EXTRA_OF:
+        return None
+    key = re.search(r"full_key: ([\w.]+)", message)
+    return f"{extra_line(EXTRA_OF[module[1]], key[1] if key else 'this config')} ({module[1]} is not installed)"
+
+
 def run(entry: str, load_main: Callable[[], Callable[[], None]]) -> None:
     """Answer --help, check group choices, then import and run Hydra's main with its errors reported in one line."""
     args = sys.argv[1:]
@@ -190,7 +208,7 @@ def run(entry: str, load_main: Callable[[], Callable[[], None]]) -> None:
         if full:
             raise
         message = " ".join(str(err).split())  # Hydra's multi-line messages on one line
-        unknown = override_error(entry, args, message)
+        unknown = override_error(entry, args, message) or extra_error(message)
         if unknown:
             message = unknown
         elif isinstance(err, OSError) and err.filename:

@@ -2,12 +2,12 @@
 
 - `MeanChroma` (colorize): the gray input's luminance with the training targets' mean chroma (one Cb, Cr pair in
   BT.601 YCbCr, whose Y is the gray input itself, so luminance passes through exactly).
-- `ClassicalDenoiser` (denoise): for images (scikit-image) non-local means (Buades et al. 2005) or total-variation
-  denoising (Chambolle 2004), per image, with the noise level estimated from each image (Donoho's wavelet MAD
-  estimator, `estimate_sigma`), so it needs no knowledge of the test level; for audio clips spectral gating
-  (noisereduce, stationary: a per-frequency threshold from the clip's own spectrum). The one free factor (NLM's
-  h / sigma, TV's weight / sigma, spectral gating's prop_decrease) is chosen on `tune_images` noisy/clean training
-  pairs from `factors`, not on test data.
+- `ClassicalDenoiser` (denoise): for images (scikit-image, the `aelab[restoration]` extra) non-local means (Buades
+  et al. 2005) or total-variation denoising (Chambolle 2004), per image, with the noise level estimated from each
+  image (Donoho's wavelet MAD estimator, `estimate_sigma`), so it needs no knowledge of the test level; for audio
+  clips spectral gating (noisereduce, the `aelab[audio]` extra; stationary: a per-frequency threshold from the clip's
+  own spectrum). The one free factor (NLM's h / sigma, TV's weight / sigma, spectral gating's prop_decrease) is
+  chosen on `tune_images` noisy/clean training pairs from `factors`, not on test data.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from aelab.baselines.base import Baseline
 from aelab.core.errors import ConfigError
+from aelab.core.extras import require
 from aelab.data.colorspace import to_rgb, to_space
 from aelab.metrics.reconstruction import data_kind
 
@@ -56,15 +57,21 @@ class ClassicalDenoiser(Baseline):
             raise ConfigError(f"baseline/denoiser: model.method must be one of {', '.join(self.METHODS)}, got {method!r}")
         self.method, self.factors, self.tune_images = method, tuple(factors), tune_images
         self.sample_rate, self.factor = sample_rate, self.factors[0]
+        feature = f"model=baseline/denoiser model.method={method}"
+        if method == "spectral_gate":
+            require("noisereduce", "audio", feature)
+        else:
+            require("skimage.restoration", "restoration", feature)
+            require("pywt", "restoration", feature)  # estimate_sigma's wavelet transform
 
     def _denoise(self, example: np.ndarray, factor: float) -> np.ndarray:
         """One example (C, H, W) or (C, L) -> its denoised copy."""
-        from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
-
         if self.method == "spectral_gate":
             import noisereduce
 
             return noisereduce.reduce_noise(y=example, sr=self.sample_rate, stationary=True, prop_decrease=factor)
+        from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma
+
         hwc = np.moveaxis(example, 0, -1)  # (C, H, W) -> (H, W, C)
         sigma = float(estimate_sigma(hwc, channel_axis=-1, average_sigmas=True))
         if self.method == "tv":

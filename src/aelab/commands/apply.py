@@ -66,6 +66,10 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     from aelab.tracking.checkpoint import check_file
 
     check_file(cfg.ckpt_path)  # before the heavy imports: a wrong file is refused at once
+    if cfg.mode == "export":
+        from aelab.commands.export import require_onnx
+
+        require_onnx()  # the export extra, before the run is opened
     import torch
 
     from aelab.data.base import counted
@@ -81,6 +85,10 @@ def apply(cfg: DictConfig) -> dict[str, Any]:
     mode = ("score" if "threshold" in state else AUTO.get(task, "reconstruct")) if cfg.mode == "auto" else cfg.mode
     if mode not in MODES:
         raise ConfigError(f"mode={mode} is not one of auto, {', '.join(MODES)}")
+    if state["preprocessing"]["kind"] == "audio":
+        from aelab.data.audio_io import audio_library
+
+        audio_library("aelab-apply on an audio run")  # the audio extra, before anything is written
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from aelab.core.errors import ConfigError
+from aelab.core.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,17 @@ def onnx_check(path: Path, module: nn.Module, x: torch.Tensor) -> float:
     return float((torch.from_numpy(got) - want).abs().max())
 
 
+def require_onnx() -> None:
+    """onnx, onnxscript and onnxruntime importable, else the one-line MissingExtraError naming `aelab[export]`."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        require(module, "export", "aelab-apply mode=export")
+
+
 def export(model: nn.Module, shape: list[int], out: Path) -> tuple[list[str], dict[str, float]]:
     """Write <part>.pt2 and <part>.onnx for encoder, decoder and autoencoder into `out`; return the files and
-    the ONNX-vs-PyTorch differences. ConfigError when the ONNX packages are missing or a difference is too big."""
-    try:
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as err:
-        raise ConfigError(f"mode=export needs onnx, onnxscript and onnxruntime: pip install 'aelab[export]' ({err})") from err
+    the ONNX-vs-PyTorch differences. MissingExtraError when the ONNX packages are missing, ConfigError when a
+    difference is too big."""
+    require_onnx()
     model = model.cpu().eval()
     d = int(model.hparams.latent_dim)
     parts = {"encoder": (Part(model, lambda m, x: m.encode(x)), shape),

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from aelab.core.errors import ConfigError, DataError
-from aelab.data.audio_io import Audio, audio_extensions, read_audio, write_audio
+from aelab.data.audio_io import Audio, audio_extensions, audio_library, read_audio, write_audio
 from aelab.data.base import InMemoryDataModule, Splits, counted, folder_files
 from aelab.data.cache import cached
 
@@ -116,6 +116,7 @@ class AudioFolderDataModule(InMemoryDataModule):
         if on_bad_file not in ON_BAD_FILE:
             raise ConfigError(f"data.on_bad_file must be one of {', '.join(ON_BAD_FILE)}, got {on_bad_file!r}")
         super().__init__(**kwargs)
+        audio_library(f"data={self.name}")  # the audio extra, checked before anything starts
         self.path, self.sample_rate, self.clip_length = Path(path).expanduser(), sample_rate, clip_length
         self.test_groups, self.peak, self.min_rms, self.make = test_groups, peak, min_rms, make
         self.cache_dir, self.on_bad_file = cache_dir, on_bad_file

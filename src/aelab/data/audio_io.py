@@ -15,12 +15,14 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from aelab.core.errors import DataError
+from aelab.core.extras import require
 
 # libsndfile format -> the endings its files carry (WAVEX files are .wav too)
 FORMAT_ENDINGS = {
@@ -32,10 +34,15 @@ FORMAT_ENDINGS = {
 }
 
 
+def audio_library(feature: str = "reading and writing audio files") -> ModuleType:
+    """soundfile (the `aelab[audio]` extra), or the one-line MissingExtraError naming `feature`."""
+    return require("soundfile", "audio", feature)
+
+
 @functools.cache
 def audio_extensions() -> tuple[str, ...]:
     """The endings (lower case, with the dot) of every format this libsndfile reads; .opus when it decodes Opus."""
-    import soundfile
+    soundfile = audio_library()
 
     endings = {e for name in soundfile.available_formats() for e in FORMAT_ENDINGS.get(name, ())}
     if "OPUS" in soundfile.available_subtypes("OGG"):
@@ -64,7 +71,7 @@ def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 def read_audio(path: Path, sample_rate: int | None) -> Audio:
     """A file as mono (mean of channels) float32 at `sample_rate` (None: the file's own); DataError naming it."""
-    import soundfile
+    soundfile = audio_library()
 
     try:
         wave, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
@@ -78,7 +85,7 @@ def read_audio(path: Path, sample_rate: int | None) -> Audio:
 
 def write_audio(path: Path, wave: np.ndarray | torch.Tensor, sample_rate: int) -> Path:
     """A mono clip (T,) or (1, T) as 16-bit PCM WAV, clipped to [-1, 1]."""
-    import soundfile
+    soundfile = audio_library()
 
     data = np.asarray(wave.detach().cpu() if isinstance(wave, torch.Tensor) else wave, dtype=np.float32).reshape(-1)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
 """Colour patches cut from photographs that scikit-learn and scikit-image bundle, offline.
 
 `data.photos` names them: scikit-learn's `china` and `flower` (427x640) and scikit-image's natural colour photos
-`astronaut` (512x512), `chelsea` (300x451), `coffee` (400x600) and `rocket` (427x640). Meant for colorization (the
-task shows the model a grayscale copy, the target is the colour patch). Train crops lie in the left `train_width`
-share of each photo's width and test crops in the rest, so no test pixel is ever seen in training. The validation
-share (split off the train pool by the base class) overlaps train crops. y = the photo's index in `data.photos`.
+`astronaut` (512x512), `chelsea` (300x451), `coffee` (400x600) and `rocket` (427x640); scikit-image's need the
+`aelab[restoration]` extra, scikit-learn's (the default) do not. Meant for colorization (the task shows the model a
+grayscale copy, the target is the colour patch). Train crops lie in the left `train_width` share of each photo's
+width and test crops in the rest, so no test pixel is ever seen in training. The validation share (split off the
+train pool by the base class) overlaps train crops. y = the photo's index in `data.photos`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import logging
 import numpy as np
 import torch
 
-from aelab.core.errors import ConfigError, DataError, positive_int
+from aelab.core.errors import ConfigError, positive_int
+from aelab.core.extras import require
 from aelab.data.base import InMemoryDataModule, Splits, to_float_images
 
 log = logging.getLogger(__name__)
@@ -24,18 +26,14 @@ SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # skimage.data.<n
 
 
 def load_photo(name: str) -> np.ndarray:
-    """One bundled photograph as uint8 (H, W, 3); DataError when its library is missing, ConfigError for a bad name."""
-    try:
-        if name in SKLEARN_PHOTOS:
-            from sklearn.datasets import load_sample_image
+    """One bundled photograph as uint8 (H, W, 3); MissingExtraError when scikit-image is missing, ConfigError for
+    a bad name."""
+    if name in SKLEARN_PHOTOS:
+        from sklearn.datasets import load_sample_image
 
-            return load_sample_image(f"{name}.jpg")  # decodes the JPEG with pillow
-        if name in SKIMAGE_PHOTOS:
-            import skimage.data
-
-            return getattr(skimage.data, name)()
-    except ImportError as err:
-        raise DataError(f"photo_patches: photo {name!r} needs {err.name} ({err}): pip install pillow scikit-image") from err
+        return load_sample_image(f"{name}.jpg")  # decodes the JPEG with pillow
+    if name in SKIMAGE_PHOTOS:
+        return getattr(require("skimage.data", "restoration", f"data=photo_patches photo {name!r}"), name)()
     raise ConfigError(f"data.photos: unknown photo {name!r}; bundled are {', '.join(SKLEARN_PHOTOS + SKIMAGE_PHOTOS)}")
 
 
@@ -72,6 +70,9 @@ class PhotoPatchesDataModule(InMemoryDataModule):
         if not photos:
             raise ConfigError("data.photos is empty; bundled are " + ", ".join(SKLEARN_PHOTOS + SKIMAGE_PHOTOS))
         self.photos = list(photos)
+        skimage_photos = [name for name in self.photos if name in SKIMAGE_PHOTOS]
+        if skimage_photos:  # the restoration extra, checked before anything starts
+            require("skimage.data", "restoration", f"data=photo_patches photo {skimage_photos[0]!r}")
         if self.num_classes is None:
             self.num_classes = len(self.photos)  # y = the photo
         elif self.num_classes != len(self.photos):

@@ -13,6 +13,7 @@ import os
 import sys
 
 from aelab.core.errors import AelabError
+from aelab.core.extras import require
 from aelab.explore.runs import find_runs, free_port
 from aelab.explore.views import Explorer
 
@@ -164,10 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         for line in notes:
             print(f"aelab-explore: {line}", file=sys.stderr)
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-        try:
-            import gradio  # noqa: F401
-        except ImportError:
-            sys.exit("aelab-explore: error: the explorer needs Gradio: pip install 'aelab[explore]'")
+        require("gradio", "explore", "aelab-explore")
         from aelab.tracking.console import quiet_libraries
 
         quiet_libraries()

@@ -45,8 +45,9 @@ def figure_png(draw, size: tuple[float, float] = (2.6, 1.3)) -> bytes:
 
 
 def wav(clip: np.ndarray, rate: int) -> bytes:
-    import soundfile
+    from aelab.data.audio_io import audio_library
 
+    soundfile = audio_library("the explorer's audio players")
     buffer = io.BytesIO()
     soundfile.write(buffer, np.clip(clip, -1, 1), rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
