@@ -11,8 +11,11 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process runs never reach for the network."""
+    """In-process runs never reach for the network; no test inherits the W&B service an earlier in-process run
+    started (WANDB_SERVICE): a CLI process attached to it would share its runs, and a killed sweep's run would stay
+    open there, so its resume would fail."""
     monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
 
 
 HEAVY = re.compile(r"run_cli\(|fails_cleanly\(|(?<![.\w])train\(|subprocess\.|(?<![.\w])sweep\(")

@@ -183,7 +183,8 @@ def test_resume_after_a_kill_skips_finished_jobs_and_continues_the_interrupted_o
     assert before["0"]["state"] == "completed" and before["1"]["state"] == "running" and "2" not in before
 
     out = run_cli("aelab-train", ["-m", *args])
-    assert out.returncode == 0, out.stderr[-3000:]
+    problems = [line for line in (out.stdout + out.stderr).splitlines() if "ERROR" in line or "error" in line.lower()]
+    assert out.returncode == 0, "\n".join(problems) or out.stdout[-3000:]
     after = records(tmp_path)
     assert after["0"] == before["0"]  # skipped: the very same record
     assert after["1"]["state"] == "completed" and after["1"]["attempts"] == 2
