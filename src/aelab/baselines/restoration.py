@@ -59,10 +59,10 @@ class ClassicalDenoiser(Baseline):
         self.sample_rate, self.factor = sample_rate, self.factors[0]
         feature = f"model=baseline/denoiser model.method={method}"
         if method == "spectral_gate":
-            require("noisereduce", "audio", feature)
+            require("noisereduce", feature)
         else:
-            require("skimage.restoration", "restoration", feature)
-            require("pywt", "restoration", feature)  # estimate_sigma's wavelet transform
+            require("skimage.restoration", feature)
+            require("pywt", feature)  # estimate_sigma's wavelet transform
 
     def _denoise(self, example: np.ndarray, factor: float) -> np.ndarray:
         """One example (C, H, W) or (C, L) -> its denoised copy."""

@@ -47,7 +47,7 @@ def onnx_check(path: Path, module: nn.Module, x: torch.Tensor) -> float:
 def require_onnx() -> None:
     """onnx, onnxscript and onnxruntime importable, else the one-line MissingExtraError naming `aelab[export]`."""
     for module in ("onnx", "onnxscript", "onnxruntime"):
-        require(module, "export", "aelab-apply mode=export")
+        require(module, "aelab-apply mode=export")
 
 
 def export(model: nn.Module, shape: list[int], out: Path) -> tuple[list[str], dict[str, float]]:

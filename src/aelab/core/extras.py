@@ -32,11 +32,13 @@ def message(extra: str, feature: str) -> str:
     return f"{feature} needs the {extra} extra: pip install 'aelab[{extra}]'"
 
 
-def require(module: str, extra: str, feature: str) -> ModuleType:
-    """`module` imported, or MissingExtraError when it (or a module it imports) is missing."""
+def require(module: str, feature: str) -> ModuleType:
+    """`module` imported, or MissingExtraError naming the extra EXTRA_OF gives its package, when it (or a module
+    it imports) is missing."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
         missing = (err.name or module).split(".")[0]  # the package pip installs
+        extra = EXTRA_OF[module.split(".")[0]]
         raise MissingExtraError(f"{message(extra, feature)} ({missing} is not installed)") from err
 

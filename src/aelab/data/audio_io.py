@@ -36,7 +36,7 @@ FORMAT_ENDINGS = {
 
 def audio_library(feature: str = "reading and writing audio files") -> ModuleType:
     """soundfile (the `aelab[audio]` extra), or the one-line MissingExtraError naming `feature`."""
-    return require("soundfile", "audio", feature)
+    return require("soundfile", feature)
 
 
 @functools.cache

@@ -33,7 +33,7 @@ def load_photo(name: str) -> np.ndarray:
 
         return load_sample_image(f"{name}.jpg")  # decodes the JPEG with pillow
     if name in SKIMAGE_PHOTOS:
-        return getattr(require("skimage.data", "restoration", f"data=photo_patches photo {name!r}"), name)()
+        return getattr(require("skimage.data", f"data=photo_patches photo {name!r}"), name)()
     raise ConfigError(f"data.photos: unknown photo {name!r}; bundled are {', '.join(SKLEARN_PHOTOS + SKIMAGE_PHOTOS)}")
 
 
@@ -72,7 +72,7 @@ class PhotoPatchesDataModule(InMemoryDataModule):
         self.photos = list(photos)
         skimage_photos = [name for name in self.photos if name in SKIMAGE_PHOTOS]
         if skimage_photos:  # the restoration extra, checked before anything starts
-            require("skimage.data", "restoration", f"data=photo_patches photo {skimage_photos[0]!r}")
+            require("skimage.data", f"data=photo_patches photo {skimage_photos[0]!r}")
         if self.num_classes is None:
             self.num_classes = len(self.photos)  # y = the photo
         elif self.num_classes != len(self.photos):

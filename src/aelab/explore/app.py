@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         for line in notes:
             print(f"aelab-explore: {line}", file=sys.stderr)
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-        require("gradio", "explore", "aelab-explore")
+        require("gradio", "aelab-explore")
         from aelab.tracking.console import quiet_libraries
 
         quiet_libraries()
