@@ -46,6 +46,9 @@ class Bottleneck(nn.Module):
         raise ConfigError(f"{type(self).__name__} has no posterior to draw importance samples from "
                           f"(the importance-weighted likelihood needs a stochastic bottleneck: vae, iwae, ...)")
 
+    def set_dataset_size(self, n: int) -> None:
+        """Told the number of training examples before fitting (estimators of the aggregate posterior need it)."""
+
     def sample_prior(self, n: int) -> torch.Tensor:
         """`n` codes from the prior; only generative bottlenecks have one."""
         raise NotImplementedError(f"{type(self).__name__} has no prior to sample from")

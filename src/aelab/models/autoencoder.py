@@ -281,9 +281,13 @@ class AutoencoderModule(pl.LightningModule):
             self.log_dict(means, on_epoch=True, sync_dist=True)
 
     def setup(self, stage: str) -> None:
-        """Have the datamodule hand `steps_per_call` of its train batches to each training_step."""
-        if self.trainer.datamodule is not None:
-            self.trainer.datamodule.batches_per_call = self.steps_per_call
+        """Have the datamodule hand `steps_per_call` of its train batches to each training_step, and tell the
+        bottleneck the number of training examples."""
+        data = self.trainer.datamodule
+        if data is not None:
+            data.batches_per_call = self.steps_per_call
+            if getattr(data, "train_set", None) is not None:
+                self.bottleneck.set_dataset_size(len(data.train_set))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         """One optimizer step (Lightning's automatic optimisation), or with `steps_per_call` > 1 one step per
