@@ -84,7 +84,8 @@ def test_loss_terms_are_finite_scalars_with_gradients(variant: str, arch: str, t
                                                        request: pytest.FixtureRequest) -> None:
     own_arch_or_skip(variant, arch, tmp_path)
     model, cfg = make(variant, arch, tmp_path)
-    assert set(cfg.model.loss_weights) <= {*model.bottleneck.terms, *model.penalties}, "weights name emitted terms"
+    assert set(cfg.model.loss_weights) <= {*model.bottleneck.terms, *model.penalties, *model.adversary_terms}, \
+        "weights name emitted terms"
     check.finite_terms(model, batch_for(arch, request))
 
 

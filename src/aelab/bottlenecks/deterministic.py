@@ -1,4 +1,5 @@
-"""Plain undercomplete bottleneck: a linear map of the features to a d-dimensional code."""
+"""Plain undercomplete bottleneck: a linear map of the features to a d-dimensional code; `PriorCode` is the same
+code with an N(0, I) prior that a term elsewhere pulls it to (WAE's MMD, the adversarial AE's discriminator)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,12 @@ class Deterministic(Bottleneck):
 
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         return BottleneckOutput(z=self.proj(h))  # (B, F) -> (B, d)
+
+
+class PriorCode(Deterministic):
+    """A deterministic code with the N(0, I) prior to sample from; the matching is another part's term."""
+
+    has_prior = True
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, device=self.proj.weight.device)

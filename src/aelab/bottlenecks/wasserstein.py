@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from aelab.bottlenecks.base import BottleneckOutput
-from aelab.bottlenecks.deterministic import Deterministic
+from aelab.bottlenecks.deterministic import PriorCode
 
 
 def imq_mmd(z: torch.Tensor, prior: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
@@ -26,11 +26,10 @@ def imq_mmd(z: torch.Tensor, prior: torch.Tensor, scales: tuple[float, ...]) -> 
     return total
 
 
-class WassersteinMMD(Deterministic):
+class WassersteinMMD(PriorCode):
     """Emits `mmd` (the batch's MMD^2, the same value for every example); samples from the N(0, I) prior."""
 
     terms = ("mmd",)
-    has_prior = True
 
     def __init__(self, in_features: int, latent_dim: int, scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)) -> None:
         super().__init__(in_features, latent_dim)
@@ -40,6 +39,3 @@ class WassersteinMMD(Deterministic):
         z = self.proj(h)  # (B, F) -> (B, d)
         mmd = imq_mmd(z, torch.randn_like(z), self.scales) if len(z) > 1 else z.new_zeros(())
         return BottleneckOutput(z=z, terms={"mmd": mmd.expand(len(z))})
-
-    def sample_prior(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, device=self.proj.weight.device)

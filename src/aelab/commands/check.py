@@ -58,6 +58,7 @@ def loss_decreases(model: Any, batch: dict[str, torch.Tensor], steps: int = STEP
     """`steps` optimizer steps on the batch lower the loss (the same noise draws before and after)."""
     optimizer = model.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    optimizer = optimizer[0] if isinstance(optimizer, list) else optimizer  # the autoencoder's; a discriminator stays fixed
 
     def eval_loss() -> float:
         torch.manual_seed(1)

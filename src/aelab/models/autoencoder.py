@@ -7,11 +7,13 @@ from typing import Callable
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
 from aelab.core.errors import ConfigError, DivergenceError, positive_int
 from aelab.data.colorspace import check_space, to_rgb, to_space
+from aelab.losses.adversary import Adversary
 from aelab.losses.likelihood import Likelihood
 from aelab.losses.penalties import Penalty
 from aelab.metrics.reconstruction import COSTLY, data_kind, reconstruction_metrics
@@ -24,7 +26,9 @@ class AutoencoderModule(pl.LightningModule):
     """Loss = mean over the batch of [ -log p(target|z) + sum_k weights[k] * terms[k] ].
 
     The terms come from the bottleneck (e.g. `kl`, `commit`) and from `penalties` (e.g. `contractive`); a
-    multi-sample bottleneck (IWAE) combines its samples in `Bottleneck.objective`.
+    multi-sample bottleneck (IWAE) combines its samples in `Bottleneck.objective`. An `adversary` (a discriminator
+    with its own optimizer, aelab.losses.adversary) adds its named terms the same way and is trained in turn with
+    the autoencoder each step (manual optimisation).
 
     `color_space` (ycbcr, lab; set by `task.space` for colorization): the networks work in that space (the input is
     converted to it, the likelihood is taken against the target converted to it) and `reconstruct` keeps the input's
@@ -54,14 +58,16 @@ class AutoencoderModule(pl.LightningModule):
         color_space: str = "rgb",
         val_metrics: str = "last",
         steps_per_call: int = 1,
+        adversary: Adversary | None = None,
     ) -> None:
         super().__init__()
         positive_int("model.latent_dim", latent_dim)
         self.save_hyperparameters(ignore=["encoder", "decoder", "bottleneck", "likelihood", "optimizer", "scheduler",
-                                          "penalties", "corruption", "density", "schedules"], logger=False)
+                                          "penalties", "corruption", "density", "schedules", "adversary"], logger=False)
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
         self.bottleneck = bottleneck(in_features=encoder.out_dim, latent_dim=latent_dim)
         self.penalties, self.corruption, self.density = dict(penalties or {}), corruption, density
+        self.adversary = adversary
         if sample_from not in ("auto", "density") or (sample_from == "density" and density is None):
             raise ConfigError(f"model.sample_from must be 'auto' or 'density' (with a model.density), got {sample_from!r}")
         self.sample_from = sample_from
@@ -71,16 +77,20 @@ class AutoencoderModule(pl.LightningModule):
             raise ConfigError(f"color space {color_space} needs colour images (3, H, W), got data.shape={list(in_shape)}")
         self.schedules = list(schedules or [])  # weight schedules, handed to the Trainer by configure_callbacks
         self.loss_weights = dict(loss_weights or {})  # mutable: weight schedules (callbacks) update it
-        emitted = [*self.bottleneck.terms, *self.penalties]
+        emitted = [*self.bottleneck.terms, *self.penalties, *self.adversary_terms]
         unknown = sorted(set(self.loss_weights) - set(emitted))
         if unknown:
-            raise ConfigError(f"model.loss_weights names {unknown}, which neither {type(self.bottleneck).__name__} nor "
-                              f"model.penalties emit; the terms are {emitted or 'none'}")
+            raise ConfigError(f"model.loss_weights names {unknown}, which neither {type(self.bottleneck).__name__}, "
+                              f"model.penalties nor model.adversary emit; the terms are {emitted or 'none'}")
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.steps_per_call = positive_int("model.steps_per_call", steps_per_call)
-        if steps_per_call > 1 and scheduler is not None:
-            raise ConfigError("model.steps_per_call > 1 does not step a model.scheduler: set one of them only")
-        self.automatic_optimization = steps_per_call == 1  # several optimizer steps per training_step: manual
+        if (steps_per_call > 1 or self.adversary is not None) and scheduler is not None:
+            raise ConfigError("model.steps_per_call > 1 and model.adversary train with manual optimisation, which "
+                              "does not step a model.scheduler: set model.scheduler=null")
+        # several optimizer steps per training_step, or a discriminator's: manual
+        self.automatic_optimization = steps_per_call == 1 and self.adversary is None
+        if self.adversary is not None:  # DDP leaves the discriminator alone: its gradients are averaged by hand
+            self._ddp_params_and_buffers_to_ignore = [f"adversary.{name}" for name, _ in self.adversary.named_parameters()]
         self.channels_last = channels_last and len(in_shape) == 3  # NHWC convolutions (tensor cores on GPUs)
         self.compile = compile  # torch.compile the encoder and decoder when the trainer sets the model up
         kind = data_kind(in_shape)  # images get SSIM, signals SNR and SI-SDR
@@ -176,7 +186,7 @@ class AutoencoderModule(pl.LightningModule):
     def metric_directions(self) -> dict[str, bool]:
         """Whether higher is better, for every scalar this module logs: the torchmetrics metrics declare it
         themselves; the loss and its terms are minimised, the ELBO is maximised. Other stats are not ranked."""
-        minimised = ("loss", "recon", *self.bottleneck.terms, *self.penalties)
+        minimised = ("loss", "recon", *self.bottleneck.terms, *self.penalties, *self.adversary_terms)
         directions = {f"{stage}/{name}": False for stage in ("train", *EVAL_STAGES) for name in minimised}
         if self.bottleneck.elbo_terms:
             directions |= {f"{stage}/elbo": True for stage in ("train", *EVAL_STAGES)}
@@ -213,24 +223,42 @@ class AutoencoderModule(pl.LightningModule):
             target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
         return self.nll(out, target), b
 
+    @property
+    def adversary_terms(self) -> tuple[str, ...]:
+        return self.adversary.terms if self.adversary is not None else ()
+
     def compute_loss(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The scalar loss and every scalar to log for one batch (no logging: tests call it directly)."""
+        loss, logs, _ = self.forward_loss(batch, stage)
+        return loss, logs
+
+    def forward_loss(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], tuple]:
+        """`compute_loss`, and what the adversary's update needs: (target, decoder output, bottleneck output)."""
         x = self.corruption(batch["x"]) if self.corruption is not None and stage == "train" else batch["x"]
-        recon, b = self.reconstruction_nll(x, batch["target"])
+        out, b = self(x)
+        target = batch["target"]
+        if len(out) != len(target):  # multi-sample bottleneck: (B, ...) -> (S*B, ...)
+            target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
+        recon = self.nll(out, target)
         weights = {k: w for k, w in self.loss_weights.items() if k in b.terms}
         per_example = self.bottleneck.objective(recon, b.terms, weights)  # (B,)
         terms = dict(b.terms)
-        for name, penalty in self.penalties.items():
-            terms[name] = penalty(self, x, b)
+        extra = {name: penalty(self, x, b) for name, penalty in self.penalties.items()}
+        if self.adversary is not None:
+            extra |= self.adversary.generator_terms(self, target, out, b)
+        for name, term in extra.items():  # (S*B,) terms of a multi-sample bottleneck: averaged over the samples
+            terms[name] = term.view(-1, len(per_example)).mean(0)
             per_example = per_example + self.loss_weights.get(name, 0.0) * terms[name]
         loss = per_example.mean()
         logs = {"loss": loss, "recon": recon.mean(), **{k: v.mean() for k, v in terms.items()}, **b.stats}
         if self.bottleneck.elbo_terms:  # the ELBO always uses weight 1 on its terms, whatever beta the loss uses
             logs["elbo"] = -(recon + sum(b.terms[name] for name in self.bottleneck.elbo_terms)).mean()
-        return loss, logs
+        return loss, logs, (target, out, b)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        loss, logs = self.compute_loss(batch, stage)
+        loss, logs, seen = self.forward_loss(batch, stage)
+        if stage == "train" and self.adversary is not None:
+            self._seen = seen  # for the adversary's update, which follows the autoencoder's
         if stage == "train" and not torch.isfinite(loss):
             bad = [k for k, v in logs.items() if not torch.isfinite(v).all()]
             raise DivergenceError(f"non-finite training loss at step {self.global_step} (epoch {self.current_epoch}); "
@@ -295,7 +323,9 @@ class AutoencoderModule(pl.LightningModule):
         Lightning's per-call cost (~1 ms on a CPU) paid once for all of them."""
         if self.automatic_optimization:
             return self._step(batch, "train")
-        optimizer, size = self.optimizers(), self.trainer.datamodule.batch_size
+        optimizers = self.optimizers()
+        optimizer = optimizers[0] if isinstance(optimizers, list) else optimizers
+        size = self.trainer.datamodule.batch_size if self.steps_per_call > 1 else len(batch["x"])
         for start in range(0, len(batch["x"]), size):  # (K*B, ...) -> K batches (B, ...)
             for schedule in self.schedules:
                 schedule.apply(self, self.global_step)
@@ -303,7 +333,34 @@ class AutoencoderModule(pl.LightningModule):
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()  # advances self.global_step
+            if self.adversary is not None:
+                self.adversary_step(optimizers[1], len(batch["x"][start:start + size]))
         return None
+
+    def adversary_step(self, optimizer: pl.core.optimizer.LightningOptimizer, n: int) -> None:
+        """`adversary.steps` updates of the discriminator on this batch's detached outputs. Its plain torch
+        optimizer steps, so `global_step` keeps counting autoencoder updates (schedules, max_steps); under DDP the
+        discriminator's gradients are averaged over the ranks here."""
+        target, out, b = self._seen
+        self._seen = None
+        b = type(b)(z=b.z.detach(), terms={}, stats={})
+        for _ in range(self.adversary.steps):
+            loss = self.adversary.discriminator_loss(self, target, out.detach(), b)
+            optimizer.optimizer.zero_grad()
+            loss.backward()
+            if dist.is_available() and dist.is_initialized():
+                for p in self.adversary.parameters():
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= dist.get_world_size()
+            optimizer.optimizer.step()
+        self._accumulate({"adversary": loss.detach()}, n)
+
+    def on_fit_start(self) -> None:
+        """Under DDP every rank starts from rank 0's discriminator (DDP ignores it, so does not broadcast it)."""
+        if self.adversary is not None and dist.is_available() and dist.is_initialized():
+            for tensor in [*self.adversary.parameters(), *self.adversary.buffers()]:
+                dist.broadcast(tensor.data, src=0)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -328,7 +385,10 @@ class AutoencoderModule(pl.LightningModule):
         return self.schedules
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        adversary = set(self.adversary.parameters()) if self.adversary is not None else set()
+        optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p not in adversary])
+        if self.adversary is not None:
+            return [optimizer, self.adversary.optimizer_factory(params=self.adversary.parameters())]
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
