@@ -257,7 +257,7 @@ PUBLISHED = ("report.csv", "comparison.csv", "paper.json")  # what a sweep's rep
 
 def write_summary(path: Path, reference: dict, facts: dict[str, Any], claims: list[dict] | None = None) -> None:
     """paper.json: the reference's description (not its rows), what ran and the claims checked."""
-    keep = ("name", "title", "citation", "table", "metric", "protocol", "differences")
+    keep = ("name", "title", "citation", "table", "metric", "protocol", "differences", "figures")
     summary = {"reference": {k: reference.get(k) for k in keep}, "facts": facts, "claims": claims or []}
     path.write_text(json.dumps(summary, indent=2) + "\n")
 
@@ -271,9 +271,26 @@ def publish(sweep: Path, docs_dir: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in PUBLISHED:
         (target / name).write_bytes((sweep / name).read_bytes())
+    for figure in json.loads(summary.read_text())["reference"].get("figures") or []:
+        for model, folder in first_seeds(sweep).items():
+            if (folder / figure).is_file():
+                (target / f"{model}_{figure}").write_bytes((folder / figure).read_bytes())
     page = docs_dir.parent / f"{docs_dir.name}.md"
     page.write_text(render_page(docs_dir))
     return page
+
+
+def first_seeds(sweep: Path) -> dict[str, Path]:
+    """Per model, the folder of its completed run with the lowest seed (the run whose figures are published)."""
+    runs = []
+    for path in sweep.rglob("result.json"):
+        record = json.loads(path.read_text())
+        if record.get("state") == "completed":
+            runs.append((record.get("seed") or 0, str(path.parent), record.get("run", {}).get("model")))
+    out: dict[str, Path] = {}
+    for _, folder, model in sorted(runs):
+        out.setdefault(model, Path(folder))
+    return out
 
 
 def render_page(docs_dir: Path) -> str:
@@ -305,6 +322,10 @@ def section(folder: Path) -> list[str]:
         out.append(f"| {r['method']} | {r['row']} | {r['metric']} | {ours} | {float(r['paper']):.4g} | {difference_text(r)} |")
     if summary.get("claims"):
         out += ["", "### The paper's claims on our runs", "", *claims_markdown(summary["claims"])]
+    for figure in ref.get("figures") or []:  # one per model, from its lowest seed (publish copied them)
+        out += ["", f"### {figure} of each model (seed of the lowest number)", ""]
+        out += [f"**{p.name.removesuffix('_' + figure)}**\n\n![{p.name}]({folder.parent.name}/{folder.name}/{p.name})\n"
+                for p in sorted(folder.glob(f"*_{figure}"))]
     return out + [""]
 
 
