@@ -33,7 +33,8 @@ BINARIZE = (None, "dynamic", "static")  # data.binarize choices (null: keep the 
 @dataclass
 class Splits:
     """Raw arrays from a source: images (N, C, H, W) float in [0, 1] or table rows (N, F) float64 as read
-    (standardised later by `preprocess`), integer labels (N,)."""
+    (standardised later by `preprocess`), integer labels (N,). Images may also be uint8 (0..255): they are then
+    kept as uint8 (a quarter of the memory) and each batch is made float in [0, 1] (`intensities`)."""
 
     x_train: torch.Tensor  # train pool, split into train/val with the split seed
     y_train: torch.Tensor
@@ -60,7 +61,8 @@ class TensorBatches(Dataset):
 
     def __getitem__(self, idx: list[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(idx, dtype=torch.long, device=self.x.device)
-        target = torch.bernoulli(self.x[index]) if self.redraw else self.x[index]
+        clean = intensities(self.x[index])
+        target = torch.bernoulli(clean) if self.redraw else clean
         x = self.inputs[index] if self.inputs is not None else self.task.inputs(target)
         batch = {"x": x, "target": target, "y": self.y[index]}
         if self.factors is not None:
@@ -184,8 +186,8 @@ class InMemoryDataModule(pl.LightningDataModule):
             x, y, factors = x[idx], y[idx], factors[idx] if factors is not None else None
         redraw = self.binarize == "dynamic" and not fixed
         if self.binarize is not None and not redraw:  # drawn once: the same binary images every epoch and run
-            x = torch.bernoulli(x, generator=torch.Generator().manual_seed(self.split_seed + int(fixed)))
-        inputs = self.task.fixed_inputs(x, self.split_seed) if fixed else None
+            x = torch.bernoulli(intensities(x), generator=torch.Generator().manual_seed(self.split_seed + int(fixed)))
+        inputs = self.task.fixed_inputs(intensities(x), self.split_seed) if fixed else None
         if self.device is not None:
             x, y, inputs, factors = (t.to(self.device) if t is not None else None for t in (x, y, inputs, factors))
         return TensorBatches(x, y, self.task, inputs, factors, redraw=redraw)
@@ -294,6 +296,11 @@ def folder_files(folder: Path, extensions: Collection[str], what: str, groups: s
 def named(items: Sequence[object], shown: int = 5) -> str:
     """The first `shown` items, comma-separated, '...' when there are more."""
     return ", ".join(map(str, items[:shown])) + (", ..." if len(items) > shown else "")
+
+
+def intensities(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0..255) as float in [0, 1]; any other tensor unchanged."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
 def to_float_images(raw: torch.Tensor) -> torch.Tensor:

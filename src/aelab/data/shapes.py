@@ -47,21 +47,24 @@ def factor_grid() -> np.ndarray:
     return np.indices(GRID).reshape(len(GRID), -1).T.astype(np.int64)
 
 
-def render(factors: np.ndarray, size: int) -> np.ndarray:
-    """White-on-black masks (N, size, size) uint8 for rows of (shape, scale, rotation, x, y) indices."""
+def render(factors: np.ndarray, size: int, grid: tuple[int, ...] = GRID, scales: np.ndarray = SCALES,
+           periods: tuple[float, ...] = PERIODS) -> np.ndarray:
+    """White-on-black masks (N, size, size) uint8 for rows of (shape, scale, rotation, x, y) indices into `grid`;
+    rotation index r of shape k is the angle r / grid[2] * periods[k], scale index s the radius scales[s] * RADIUS."""
     radius = RADIUS * size
-    centres = np.linspace(radius, size - radius, GRID[3])  # pixel units, the shape never leaves the image
-    grid = np.arange(size, dtype=np.float64) + 0.5  # pixel centres
+    centre_x = np.linspace(radius, size - radius, grid[3])  # pixel units, the shape never leaves the image
+    centre_y = np.linspace(radius, size - radius, grid[4])
+    pixels = np.arange(size, dtype=np.float64) + 0.5  # pixel centres
     out = np.zeros((len(factors), size, size), dtype=np.uint8)
     for start in range(0, len(factors), CHUNK):
         f = factors[start:start + CHUNK]
-        r = (radius * SCALES[f[:, 1]])[:, None, None]
-        angle = (f[:, 2] / GRID[2] * np.take(PERIODS, f[:, 0]))[:, None, None]
-        dx = (grid[None, None, :] - centres[f[:, 3]][:, None, None]) / r  # (n, 1, S): columns
-        dy = (grid[None, :, None] - centres[f[:, 4]][:, None, None]) / r  # (n, S, 1): rows
+        r = (radius * scales[f[:, 1]])[:, None, None]
+        angle = (f[:, 2] / grid[2] * np.take(periods, f[:, 0]))[:, None, None]
+        dx = (pixels[None, None, :] - centre_x[f[:, 3]][:, None, None]) / r  # (n, 1, S): columns
+        dy = (pixels[None, :, None] - centre_y[f[:, 4]][:, None, None]) / r  # (n, S, 1): rows
         p = np.cos(angle) * dx + np.sin(angle) * dy  # rotate the grid by -angle: (n, S, S)
         q = -np.sin(angle) * dx + np.cos(angle) * dy
-        for shape in range(GRID[0]):
+        for shape in range(grid[0]):
             rows = f[:, 0] == shape
             out[start:start + CHUNK][rows] = inside(shape, p[rows], q[rows]) * np.uint8(255)
     return out
@@ -117,7 +120,7 @@ class ShapesDataModule(InMemoryDataModule):
         except Exception as err:  # torch.load raises RuntimeError, UnpicklingError, EOFError ... on bad bytes
             raise DataError(f"{path} is not a readable shapes cache ({type(err).__name__}): delete it and it "
                             f"will be rebuilt") from err
-        want = (int(np.prod(GRID)), self.channels, self.image_size, self.image_size)
+        want = (self.n_images, self.channels, self.image_size, self.image_size)
         bad_factors = tuple(factors.shape) != (want[0], len(self.factor_names))
         if images.dtype != torch.uint8 or tuple(images.shape) != want or bad_factors:
             raise DataError(f"{path} holds images {tuple(images.shape)} but {want} were expected: delete it and it "
@@ -132,20 +135,31 @@ class ShapesDataModule(InMemoryDataModule):
         path.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(data, path)  # a concurrent reader sees the old file or the whole new one
 
+    @property
+    def n_images(self) -> int:
+        """Images in the grid (the cache must hold this many)."""
+        return int(np.prod(GRID))
+
+    def render_grid(self) -> dict[str, torch.Tensor]:
+        """The grid rendered anew, as the cache holds it."""
+        return build_grid(self.image_size, self.channels)
+
     def grid(self) -> dict[str, torch.Tensor]:
         """The whole grid before the split, from the cache or rendered (and cached) on first use."""
         data = self._read_cache()
         if data is None:
-            log.info("rendering %d shapes at %dx%d into %s", int(np.prod(GRID)), self.image_size, self.image_size,
+            log.info("rendering %d shapes at %dx%d into %s", self.n_images, self.image_size, self.image_size,
                      self.cache_path)
-            data = build_grid(self.image_size, self.channels)
+            data = self.render_grid()
             self._write_cache(data)
         return data
 
     def load(self) -> Splits:
         data = self.grid()
-        x = data["images"].float().div_(255.0)  # (N, C, S, S) uint8 -> float in [0, 1]
-        factors = data["factors"].long()
+        return self.split_grid(data["images"].float().div_(255.0), data["factors"].long())  # uint8 -> [0, 1]
+
+    def split_grid(self, x: torch.Tensor, factors: torch.Tensor) -> Splits:
+        """Images (N, C, S, S) and factors (N, K) split into the train pool and a seeded `test_size` share."""
         y = factors[:, 0].clone()
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed + 1))
         n_test = int(round(self.test_size * len(x)))

@@ -17,7 +17,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from aelab.core.rng import seeded
-from aelab.data.base import InMemoryDataModule
+from aelab.data.base import InMemoryDataModule, intensities
 from aelab.evals.base import Evaluation, Evaluator, fit_code_density, split_codes
 from aelab.metrics.frechet import cached_feature_classifier, features, frechet_distance
 from aelab.metrics.precision_recall import precision_recall
@@ -112,12 +112,12 @@ class Generation(Evaluator):
         recall, in classifier features."""
         train, real = data.split("train"), test["target"][:len(samples)]
         path = self.cache_dir / f"{data.name}_{'x'.join(map(str, data.shape))}.pt"
-        classifier, accuracy = cached_feature_classifier(path, train.x, train.y, data.shape, data.num_classes,
+        classifier, accuracy = cached_feature_classifier(path, intensities(train.x), train.y, data.shape, data.num_classes,
                                                          x_test=test["target"], y_test=test["y"],
                                                          epochs=math.ceil(self.classifier_steps * BATCH / len(train)),
                                                          batch_size=BATCH)
         real_f, sample_f = features(classifier, real), features(classifier, samples)
-        train_f = features(classifier, train.x[:len(real)])
+        train_f = features(classifier, intensities(train.x[:len(real)]))
         metrics = {"test/frechet_clf": frechet_distance(sample_f, real_f),
                    "test/frechet_clf_train": frechet_distance(train_f, real_f),
                    **{f"test/{k}": v for k, v in precision_recall(real_f, sample_f, self.pr_k).items()}}
