@@ -23,9 +23,10 @@ class Disentanglement(Evaluator):
                         "explicitness": True}
 
     def __init__(self, bins: int = 20, max_examples: int = 10000, n_estimators: int = 30, batch_size: int = 64,
-                 n_train: int = 10000, n_eval: int = 5000, seed: int = 0) -> None:
+                 n_train: int = 10000, n_eval: int = 5000, prune_threshold: float = 0.05, seed: int = 0) -> None:
         self.bins, self.max_examples, self.n_estimators = bins, max_examples, n_estimators
         self.batch_size, self.n_train, self.n_eval, self.seed = batch_size, n_train, n_eval, seed
+        self.prune_threshold = prune_threshold
 
     def skip_reason(self, model: Autoencoder, data: InMemoryDataModule) -> str | None:
         return None if data.split("test").factors is not None else f"{data.name} has no known factors (use data=shapes)"
@@ -38,7 +39,8 @@ class Disentanglement(Evaluator):
         metrics = {"test/mig": mig(codes, factors, bins=self.bins),
                    **{f"test/dci_{k}": v for k, v in scores.items()},
                    "test/beta_vae_score": beta_vae_score(codes, factors, **batches),
-                   "test/factor_vae_score": factor_vae_score(codes, factors, **batches),
+                   "test/factor_vae_score": factor_vae_score(codes, factors, prune_threshold=self.prune_threshold,
+                                                             **batches),
                    "test/sap": sap(codes, factors, seed=self.seed),
                    "test/modularity": modularity(codes, factors, bins=self.bins),
                    "test/explicitness": explicitness(codes, factors, seed=self.seed)}
