@@ -232,6 +232,7 @@ def test_shapes_run_reports_mig_and_dci_and_the_report_has_the_columns(tmp_path:
     m = result["metrics"]
     assert all(0 <= m[k] <= 1 for k in ("test/mig", "test/dci_disentanglement", "test/dci_completeness"))
     assert 1 / 3 - 0.1 < m["test/dci_informativeness"] <= 1  # factor prediction accuracy, chance ~1/8 to 1/3
+    assert all(0 <= m[f"test/{k}"] <= 1 for k in ("beta_vae_score", "factor_vae_score", "sap", "modularity", "explicitness"))
     out = run_cli("aelab-report", [str(tmp_path / "sweep")])
     assert out.returncode == 0, out.stderr
     header = (tmp_path / "sweep" / "report.csv").read_text().splitlines()[0]
