@@ -133,6 +133,19 @@ def test_results_page_is_rendered_from_the_published_files(tmp_path: Path) -> No
     assert paper.render_page(tmp_path / "results") != text  # the page follows its files
 
 
+def test_a_references_figures_are_published_from_each_models_lowest_seed(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for job, (model, seed) in enumerate([("ae", 1), ("ae", 0), ("vae", 2)]):
+        write_run(sweep, job, {"model": model, "latent_dim": 16}, {"test/auroc": 0.5}, {"test/auroc": True}, seed=seed,
+                  reference={**REFERENCE, "aggregate": None, "figures": ["traversals.png"]})
+        (sweep / str(job) / "traversals.png").write_bytes(f"{model} {seed}".encode())
+    report(sweep)
+    text = paper.publish(sweep, tmp_path / "results").read_text()
+    published = tmp_path / "results" / "toy"
+    assert (published / "ae_traversals.png").read_bytes() == b"ae 0" and (published / "vae_traversals.png").read_bytes() == b"vae 2"
+    assert "![ae_traversals.png](results/toy/ae_traversals.png)" in text and "**vae**" in text
+
+
 def test_docs_results_page_agrees_with_its_files() -> None:
     docs = ROOT / "docs" / "results"
     assert (ROOT / "docs" / "results.md").read_text() == paper.render_page(docs)
@@ -144,7 +157,9 @@ def test_docs_results_page_agrees_with_its_files() -> None:
 SMALL = {"compression": [], "one_class": ["data.normal_classes=[0]"],
          "recognition": ["eval.probe.max_train=500", "eval.probe.mlp_hidden=[10]"],
          "likelihood": ["eval.likelihood.k=10", "eval.likelihood.max_examples=200"],
-         "generation": ["eval.generation.n=300", "eval.generation.classifier_steps=20", "callbacks.samples=null"]}
+         "generation": ["eval.generation.n=300", "eval.generation.classifier_steps=20", "callbacks.samples=null"],
+         "disentanglement": ["eval.disentanglement.max_examples=400", "eval.disentanglement.n_train=300",
+                             "eval.disentanglement.n_eval=100", "eval.disentanglement.n_estimators=5"]}
 
 
 @pytest.mark.slow
