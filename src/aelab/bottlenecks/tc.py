@@ -8,8 +8,8 @@ With z_i ~ q(z|x_i) and q(z) = (1/N) sum_n q(z|x_n) the aggregate posterior over
 sum to the single-sample KL estimate log q(z_i|x_i) - log p(z_i). q(z_i) (and each marginal q(z_ik)) is estimated
 from the batch as sum_j w_ij q(z_i|x_j):
   mws (minibatch weighted sampling, Sec. 4.1): w_ij = 1/B. The paper prints the normaliser 1/(N B), whose weights
-      sum to 1/N: log q(z) then carries the constant -log N (no gradient, but MI is off by log N and TC by
-      (d - 1) log(N B)); with 1/B the estimate is exact when the batch is the whole dataset.
+      sum to 1/N: each log q then carries the constant -log N (no gradient, but MI is off by log N and TC by
+      (d - 1) log N); with 1/B the estimate is exact when the batch is the whole dataset.
   mss (minibatch stratified sampling, appendix): with M = B - 1 other examples, w_ii = 1/N, one other example
       (the next one, cyclically) (N - M) / (N M), the remaining M - 1 others 1/M; the weights sum to 1.
 N comes from `set_dataset_size` (a buffer, kept in checkpoints); unset (0) or smaller than the batch, N = B.
