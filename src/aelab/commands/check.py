@@ -44,7 +44,7 @@ def finite_terms(model: Any, batch: dict[str, torch.Tensor]) -> str:
     model.train()
     model.zero_grad()
     loss, logs = model.compute_loss(batch, "train")
-    emitted = [*model.bottleneck.terms, *model.penalties]
+    emitted = [*model.bottleneck.terms, *model.penalties, *model.adversary_terms]
     bad = [n for n in emitted if n in logs and not (logs[n].ndim == 0 and math.isfinite(float(logs[n].detach())))]
     assert not bad and loss.ndim == 0 and math.isfinite(float(loss.detach())), f"non-finite or non-scalar terms: {bad or ['loss']}"
     loss.backward()
