@@ -173,6 +173,7 @@ def sweep_command(sweep: Path) -> str | None:
     if not path.is_file():
         return None
     task = (yaml.safe_load(path.read_text()) or {}).get("hydra", {}).get("overrides", {}).get("task", [])
+    task = [t for t in task if not t.lstrip("+").startswith("paths.")]  # where the runs went is not the protocol
     return " ".join(["aelab-train -m", *task])
 
 
