@@ -218,10 +218,16 @@ class AutoencoderModule(pl.LightningModule):
 
     def reconstruction_nll(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, BottleneckOutput]:
         """-log p(target|z) per code (S*B,) for codes z of x (S > 1 for multi-sample bottlenecks), and the bottleneck output."""
+        recon, _, _, b = self.reconstruction(x, target)
+        return recon, b
+
+    def reconstruction(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                            BottleneckOutput]:
+        """`reconstruction_nll` with the decoder output and the target it was scored against (repeated S times)."""
         out, b = self(x)
         if len(out) != len(target):  # multi-sample bottleneck: (B, ...) -> (S*B, ...)
             target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
-        return self.nll(out, target), b
+        return self.nll(out, target), out, target, b
 
     @property
     def adversary_terms(self) -> tuple[str, ...]:
@@ -235,11 +241,7 @@ class AutoencoderModule(pl.LightningModule):
     def forward_loss(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], tuple]:
         """`compute_loss`, and what the adversary's update needs: (target, decoder output, bottleneck output)."""
         x = self.corruption(batch["x"]) if self.corruption is not None and stage == "train" else batch["x"]
-        out, b = self(x)
-        target = batch["target"]
-        if len(out) != len(target):  # multi-sample bottleneck: (B, ...) -> (S*B, ...)
-            target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
-        recon = self.nll(out, target)
+        recon, out, target, b = self.reconstruction(x, batch["target"])
         weights = {k: w for k, w in self.loss_weights.items() if k in b.terms}
         per_example = self.bottleneck.objective(recon, b.terms, weights)  # (B,)
         terms = dict(b.terms)
@@ -334,7 +336,7 @@ class AutoencoderModule(pl.LightningModule):
             self.manual_backward(loss)
             optimizer.step()  # advances self.global_step
             if self.adversary is not None:
-                self.adversary_step(optimizers[1], len(batch["x"][start:start + size]))
+                self.adversary_step(optimizers[1], min(size, len(batch["x"]) - start))
         return None
 
     def adversary_step(self, optimizer: pl.core.optimizer.LightningOptimizer, n: int) -> None:
