@@ -30,6 +30,9 @@ class ImportanceWeighted(DiagonalGaussian):
         stats = {"posterior_var": logvar.exp().mean().detach()}
         return BottleneckOutput(z=z.flatten(0, 1), terms={"kl": -log_ratio.flatten()}, stats=stats)  # (S*B, d)
 
+    def log_weights(self, recon: torch.Tensor, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+        """log w_s = log p(x|z_s) + log p(z_s) - log q(z_s|x) of every drawn code (the kl term at its weight), (S, B)."""
+        return -(recon + weights.get("kl", 1.0) * terms["kl"]).view(self.samples, -1)  # (S*B,) -> (S, B)
+
     def objective(self, recon: torch.Tensor, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-        log_w = -(recon + weights.get("kl", 1.0) * terms["kl"]).view(self.samples, -1)  # (S*B,) -> (S, B)
-        return -(torch.logsumexp(log_w, dim=0) - math.log(self.samples))  # (B,)
+        return -(torch.logsumexp(self.log_weights(recon, terms, weights), dim=0) - math.log(self.samples))  # (B,)
