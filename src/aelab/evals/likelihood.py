@@ -38,7 +38,11 @@ class ImportanceWeightedNLL(Evaluator):
         self.active_threshold = active_threshold
 
     def skip_reason(self, model: GenerativeAutoencoder, data: InMemoryDataModule) -> str | None:
-        return None if model.bottleneck.elbo_terms else "needs a stochastic bottleneck with an ELBO (vae, beta_vae, iwae ...)"
+        if not model.bottleneck.elbo_terms:
+            return "needs a stochastic bottleneck with an ELBO (vae, beta_vae, iwae ...)"
+        if not model.likelihood.normalised:
+            return f"needs a normalised likelihood; {type(model.likelihood).__name__} is a loss, not a density"
+        return None
 
     def __call__(self, model: GenerativeAutoencoder, data: InMemoryDataModule, out_dir: Path) -> Evaluation:
         test = data.whole("test") if self.max_examples is None else data.fixed_batch("test", self.max_examples)

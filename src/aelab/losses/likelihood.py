@@ -1,4 +1,7 @@
-"""Reconstruction likelihoods p(x|z): the decoder's output parameterises them; `nll` is summed per sample."""
+"""Reconstruction likelihoods p(x|z): the decoder's output parameterises them; `nll` is summed per sample.
+
+`MSSSIM` is a reconstruction loss in the same place, not a normalised density (`normalised = False`).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,15 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 from aelab.core.errors import ConfigError
 
 
 class Likelihood(nn.Module):
     """`nll(out, target) -> (B,)` negative log-likelihood in nats; `mean(out)` the reconstruction."""
+
+    normalised = True  # nll is -log of a density in target: the ELBO and the importance-weighted likelihood hold
 
     def nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -55,6 +61,66 @@ class Bernoulli(Likelihood):
 
     def nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(out, target, reduction="none").flatten(1).sum(dim=1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(out)
+
+
+WANG_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003's exponents, finest scale first
+
+
+def ms_ssim_scales(side: int) -> tuple[int, int]:
+    """(window, scales) for images whose smaller side is `side` px: Wang et al.'s 11-px Gaussian window when two
+    scales fit it, else a 3-px uniform one; scales: as many (at most 5) as keep side // 2^(s-1) >= window at every
+    scale s (and torchmetrics' own bound side // (scales - 1)^2 >= window)."""
+    window = 11 if side >= 2 * 11 else 3
+    scales = 0
+    while scales < len(WANG_BETAS) and side // 2**scales >= window and side // max(1, scales) ** 2 >= window:
+        scales += 1
+    return window, scales
+
+
+class MSSSIM(Likelihood):
+    """nll = weight * [alpha (1 - MS-SSIM(sigmoid(out), target)) + (1 - alpha) mean |sigmoid(out) - target|].
+
+    MS-SSIM (Wang, Simoncelli & Bovik 2003, "Multiscale structural similarity for image quality assessment") as a
+    loss (Zhao et al. 2017, "Loss Functions for Image Restoration with Neural Networks", who mix it with L1 at
+    alpha = 0.84; their L1 is Gaussian-weighted, the plain mean here). Images in [0, 1] (data range 1), torchmetrics'
+    implementation per image with its training normalisation `simple` (each scale's factor (s + 1) / 2, so random
+    reconstructions keep a gradient; identical images still give 1). Window and scales from the image size
+    (`ms_ssim_scales`), Wang et al.'s betas of the scales kept, rescaled to sum to 1. Not a density: no ELBO or
+    importance-weighted likelihood is computed under it.
+    """
+
+    normalised = False
+
+    def __init__(self, shape: list[int], weight: float = 1.0, alpha: float = 1.0) -> None:
+        super().__init__()
+        if len(shape) != 3:
+            raise ConfigError(f"model.likelihood=ms_ssim needs images (C, H, W), got data.shape={list(shape)}")
+        self.window, self.scales = ms_ssim_scales(min(shape[1:]))
+        if self.scales < 2:
+            raise ConfigError(f"model.likelihood=ms_ssim needs images of at least 6 px a side (two scales of a 3-px "
+                              f"window), got data.shape={list(shape)}")
+        if weight <= 0 or not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"model.likelihood needs weight > 0 and alpha in [0, 1], got weight={weight}, alpha={alpha}")
+        kept = WANG_BETAS[: self.scales]
+        self.betas = tuple(b / sum(kept) for b in kept)
+        self.weight, self.alpha = float(weight), float(alpha)
+
+    def similarity(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """MS-SSIM per image (B,) of images (B, C, H, W) in [0, 1]."""
+        gaussian = self.window == 11  # torchmetrics' Gaussian window is 11 px at sigma 1.5
+        return multiscale_structural_similarity_index_measure(
+            image, target, gaussian_kernel=gaussian, sigma=1.5, kernel_size=self.window, reduction="none",
+            data_range=1.0, betas=self.betas, normalize="simple")
+
+    def nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        image = torch.sigmoid(out)
+        loss = self.alpha * (1.0 - self.similarity(image, target))
+        if self.alpha < 1.0:
+            loss = loss + (1.0 - self.alpha) * (image - target).abs().flatten(1).mean(dim=1)  # (B, ...) -> (B,)
+        return self.weight * loss
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(out)

@@ -37,6 +37,7 @@ class GenerativeAutoencoder(Autoencoder, Protocol):
 
     bottleneck: Any  # aelab.bottlenecks.base.Bottleneck: declares `elbo_terms`, `has_prior`
     density: Any  # aelab.models.density.CodeDensity or None
+    likelihood: Any  # aelab.losses.likelihood.Likelihood: declares `normalised` (False: a loss, no ELBO under it)
 
     @property
     def samples_from_density(self) -> bool: ...

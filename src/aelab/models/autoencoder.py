@@ -136,6 +136,11 @@ class AutoencoderModule(pl.LightningModule):
         return self.decoder(z, skips)
 
     @property
+    def has_elbo(self) -> bool:
+        """Whether recon + the bottleneck's `elbo_terms` is -ELBO: it declares them and the likelihood is a density."""
+        return bool(self.bottleneck.elbo_terms) and self.likelihood.normalised
+
+    @property
     def samples_from_density(self) -> bool:
         """True when `sample` draws codes from the ex-post density (fitted first): no prior, or sample_from=density."""
         return not self.bottleneck.has_prior or self.sample_from == "density"
@@ -177,7 +182,7 @@ class AutoencoderModule(pl.LightningModule):
         (-log p(target|z) at the deterministic code) and `latent` (-log density of that code, once fitted)."""
         h, skips = self.features(x)
         z = self.bottleneck.embed(h)
-        scores = {"elbo": self.anomaly_score(x, target)} if self.bottleneck.elbo_terms else {}
+        scores = {"elbo": self.anomaly_score(x, target)} if self.has_elbo else {}
         scores["recon"] = self.nll(self.decode_with(z, skips), target)
         if self.density is not None and self.density.fitted:
             scores["latent"] = -self.density.log_prob(z).to(z.device)
@@ -188,7 +193,7 @@ class AutoencoderModule(pl.LightningModule):
         themselves; the loss and its terms are minimised, the ELBO is maximised. Other stats are not ranked."""
         minimised = ("loss", "recon", *self.bottleneck.terms, *self.penalties, *self.adversary_terms)
         directions = {f"{stage}/{name}": False for stage in ("train", *EVAL_STAGES) for name in minimised}
-        if self.bottleneck.elbo_terms:
+        if self.has_elbo:
             directions |= {f"{stage}/elbo": True for stage in ("train", *EVAL_STAGES)}
         for collection in self.metrics.values():
             directions |= {key: bool(metric.higher_is_better) for key, metric in collection.items(keep_base=False)}
@@ -253,7 +258,7 @@ class AutoencoderModule(pl.LightningModule):
             per_example = per_example + self.loss_weights.get(name, 0.0) * terms[name]
         loss = per_example.mean()
         logs = {"loss": loss, "recon": recon.mean(), **{k: v.mean() for k, v in terms.items()}, **b.stats}
-        if self.bottleneck.elbo_terms:  # the ELBO always uses weight 1 on its terms, whatever beta the loss uses
+        if self.has_elbo:  # the ELBO always uses weight 1 on its terms, whatever beta the loss uses
             logs["elbo"] = -(recon + sum(b.terms[name] for name in self.bottleneck.elbo_terms)).mean()
         return loss, logs, (target, out, b)
 
