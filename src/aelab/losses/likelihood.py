@@ -88,7 +88,7 @@ class MSSSIM(Likelihood):
     alpha = 0.84; their L1 is Gaussian-weighted, the plain mean here). Images in [0, 1] (data range 1), torchmetrics'
     implementation per image with its training normalisation `simple` (each scale's factor (s + 1) / 2, so random
     reconstructions keep a gradient; identical images still give 1). Window and scales from the image size
-    (`ms_ssim_scales`), Wang et al.'s betas of the scales kept, rescaled to sum to 1. Not a density: no ELBO or
+    (`ms_ssim_scales`), Wang et al.'s betas of the scales kept, rescaled to their total over five scales. Not a density: no ELBO or
     importance-weighted likelihood is computed under it.
     """
 
@@ -105,7 +105,7 @@ class MSSSIM(Likelihood):
         if weight <= 0 or not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"model.likelihood needs weight > 0 and alpha in [0, 1], got weight={weight}, alpha={alpha}")
         kept = WANG_BETAS[: self.scales]
-        self.betas = tuple(b / sum(kept) for b in kept)
+        self.betas = tuple(b * sum(WANG_BETAS) / sum(kept) for b in kept)  # all five: Wang's (torchmetrics' defaults)
         self.weight, self.alpha = float(weight), float(alpha)
 
     def similarity(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
