@@ -15,7 +15,7 @@ from aelab.commands import check
 from aelab.core.build import build
 from aelab.core.errors import ConfigError
 from aelab.evals.likelihood import ImportanceWeightedNLL
-from aelab.losses.likelihood import WANG_BETAS, MSSSIM, ms_ssim_scales
+from aelab.losses.likelihood import MSSSIM, WANG_BETAS, ms_ssim_scales
 from helpers import compose_cfg
 
 
