@@ -10,8 +10,10 @@ IWAE_K = log (1/K) sum_k w_k and ELBO_K = (1/K) sum_k log w_k:
 PIWAE's two gradients come from one decoder pass: d(-IWAE_MK)/d log w_s = -a_s (softmax over all codes) reaches
 the decoder; MIWAE's weights are b_s = softmax over s's group / M, so the gradient flowing back into code z_s is
 scaled by b_s / a_s = exp(LSE_all - LSE_group - log M) (`ScaleGrad`, set in `objective` before backward) and
-the kl term joins with weights b_s. Exact when the decoder treats codes independently (no batch statistics);
-on skip-connected nets (unet) the encoder's gradient through the skip maps keeps the decoder's weights a_s.
+the kl term joins with weights b_s. Exact when the decoder treats codes independently (no batch statistics), up
+to float underflow: a code whose a_s underflows (its group's share of the total weight below ~e^-100 in float32)
+passes no gradient to the encoder. On skip-connected nets (unet) the encoder's gradient through the skip maps keeps
+the decoder's weights a_s; a penalty or adversary on the codes has its gradient to the encoder scaled too.
 """
 
 from __future__ import annotations
