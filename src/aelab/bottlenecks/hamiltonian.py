@@ -71,19 +71,23 @@ class Hamiltonian(DiagonalGaussian):
         self.log_eps = nn.Parameter(torch.full((latent_dim,), math.log(step_size)))
         self.beta0_logit = nn.Parameter(torch.tensor(math.log(beta0 / (1 - beta0))), requires_grad=learn_beta0)
 
+    def flow(self, z: torch.Tensor, rho: torch.Tensor, log_joint: LogJoint) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_0, rho_0) -> (z_K, rho_K), (N, d) each: K tempered leapfrog steps (Jacobian beta_0^{d/2})."""
+        create = torch.is_grad_enabled()
+        eps, inv_sqrt = self.log_eps.exp(), inverse_sqrt_betas(torch.sigmoid(self.beta0_logit), self.steps)
+        grad_z = None
+        for k in range(1, self.steps + 1):
+            z, rho, grad_z = leapfrog(z, rho, eps, lambda c: grad_log_joint(log_joint, c, create), grad_z)
+            rho = rho * (inv_sqrt[k] / inv_sqrt[k - 1])  # sqrt(beta_{k-1} / beta_k)
+        return z, rho
+
     def transport(self, z0: torch.Tensor, log_ratio: torch.Tensor,
                   log_joint: LogJoint) -> tuple[torch.Tensor, torch.Tensor]:
         """z_K (N, d) and log p(z_K) + log N(rho_K) - log q_K(z_K, rho_K) from z_0 (N, d) and log p(z_0) - log q(z_0)."""
         if self.steps == 0:
             return z0, log_ratio
-        create = torch.is_grad_enabled()
-        eps, beta0 = self.log_eps.exp(), torch.sigmoid(self.beta0_logit)
-        inv_sqrt = inverse_sqrt_betas(beta0, self.steps)
         gamma = torch.randn_like(z0)
-        z, rho, grad_z = z0, gamma * inv_sqrt[0], None
-        for k in range(1, self.steps + 1):
-            z, rho, grad_z = leapfrog(z, rho, eps, lambda c: grad_log_joint(log_joint, c, create), grad_z)
-            rho = rho * (inv_sqrt[k] / inv_sqrt[k - 1])  # sqrt(beta_{k-1} / beta_k)
+        z, rho = self.flow(z0, gamma * torch.sigmoid(self.beta0_logit).rsqrt(), log_joint)  # rho_0 ~ N(0, I/beta_0)
         momentum = 0.5 * (gamma.pow(2) - rho.pow(2)).sum(-1)  # (N, d) -> (N,)
         return z, log_ratio - self.prior_log_prob(z0) + self.prior_log_prob(z) + momentum
 
