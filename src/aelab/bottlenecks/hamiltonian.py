@@ -17,6 +17,9 @@ With eps = 0 or K = 0, L is the VAE's one-sample ELBO log p(x, z_0) - log q(z_0|
 Deviations: K = 3 by default (the paper: up to K = 5; each step is a decoder forward and double backward);
 eps = exp(log_eps) and beta_0 = sigmoid(a), learned by default (`learn_beta0: false` fixes beta_0). `forward`
 alone (no target: `embed`, penalties) gives the VAE's z_0 and closed-form KL; the module calls `refine`.
+Cost: K + 1 gradients of log p(x, z) (a decoder forward and backward each, double backward in training), one per
+step thanks to caching; log p(x, z) is summed over the batch before differentiating, exact per example for
+decoders that treat examples independently (aelab's nets: no batch normalisation).
 """
 
 from __future__ import annotations
