@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +46,21 @@ class Bottleneck(nn.Module):
         """k posterior codes z (k, B, d) of features h and their log p(z) - log q(z|h) (k, B), for the IW likelihood."""
         raise ConfigError(f"{type(self).__name__} has no posterior to draw importance samples from "
                           f"(the importance-weighted likelihood needs a stochastic bottleneck: vae, iwae, ...)")
+
+    def refine(self, h: torch.Tensor, out: BottleneckOutput,
+               log_joint: Callable[[torch.Tensor], torch.Tensor]) -> BottleneckOutput:
+        """`out` of `forward(h)` moved with the batch's log p(x, z) (codes (S*B, d) -> (S*B,)), when the posterior
+        needs the decoder (HVAE); the default returns `out` and never calls `log_joint` (no extra decoder pass)."""
+        return out
+
+    def refine_samples(self, z: torch.Tensor, log_ratio: torch.Tensor,
+                       log_joint: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`importance_samples` (k, B, d), (k, B) moved as `refine` moves codes; by default unchanged."""
+        return z, log_ratio
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) (N,) of codes (N, d) under the prior; only bottlenecks with a closed-form prior density have it."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form prior density")
 
     def set_dataset_size(self, n: int) -> None:
         """Told the number of training examples before fitting (estimators of the aggregate posterior need it)."""

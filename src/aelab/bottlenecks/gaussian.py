@@ -52,6 +52,9 @@ class DiagonalGaussian(Bottleneck):
     def sample_prior(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.proj.weight.device)
 
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return Normal(0.0, 1.0).log_prob(z).sum(-1)  # (N, d) -> (N,)
+
 
 class CapacityGaussian(DiagonalGaussian):
     """DiagonalGaussian that also emits `kl_capacity` = |KL - C| (Burgess et al. 2018); C is a buffer in nats."""

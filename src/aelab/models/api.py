@@ -58,6 +58,9 @@ class GenerativeAutoencoder(Autoencoder, Protocol):
 
     def load_density(self, state: dict | None) -> None: ...
 
+    def log_joint(self, z: torch.Tensor, target: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """log p(target|z) + log p(z) (S*B,) of codes (S*B, d), S per target; posteriors that need the decoder use it."""
+
     def iw_log_likelihood(self, x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
         """Importance-weighted log p(target) (B,) with k samples."""
 

@@ -199,10 +199,18 @@ class AutoencoderModule(pl.LightningModule):
             directions |= {key: bool(metric.higher_is_better) for key, metric in collection.items(keep_base=False)}
         return directions
 
+    def log_joint(self, z: torch.Tensor, target: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """log p(target, z) = log p(target|z) + log p(z) (S*B,) of codes (S*B, d), S codes per target (sample-major);
+        the hook of posteriors that move their codes along its gradient (`Bottleneck.refine`)."""
+        samples = len(z) // len(target)
+        repeated = target.repeat(samples, *[1] * (target.ndim - 1))  # (B, ...) -> (S*B, ...)
+        return -self.nll(self.decode_with(z, skips, samples=samples), repeated) + self.bottleneck.prior_log_prob(z)
+
     def iw_log_likelihood(self, x: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
         """Importance-weighted estimate (B,) of log p(target) with k posterior samples (Burda et al. 2016)."""
         h, skips = self.features(x)
         z, log_ratio = self.bottleneck.importance_samples(h, k)  # (k, B, d), (k, B)
+        z, log_ratio = self.bottleneck.refine_samples(z, log_ratio, lambda c: self.log_joint(c, target, skips))
         repeated = target.repeat(k, *[1] * (target.ndim - 1))  # (B, ...) -> (k*B, ...)
         log_px_z = -self.nll(self.decode_with(z.flatten(0, 1), skips, samples=k), repeated).view(k, -1)  # (k, B)
         return torch.logsumexp(log_px_z + log_ratio, dim=0) - math.log(k)
@@ -228,8 +236,11 @@ class AutoencoderModule(pl.LightningModule):
 
     def reconstruction(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                                             BottleneckOutput]:
-        """`reconstruction_nll` with the decoder output and the target it was scored against (repeated S times)."""
-        out, b = self(x)
+        """`reconstruction_nll` with the decoder output and the target it was scored against (repeated S times); the
+        bottleneck may `refine` its codes with log p(target, z) first (forward, which has no target, does not)."""
+        h, skips = self.features(x)
+        b = self.bottleneck.refine(h, self.bottleneck(h), lambda z: self.log_joint(z, target, skips))
+        out = self.decode_with(b.z, skips, samples=len(b.z) // len(x))
         if len(out) != len(target):  # multi-sample bottleneck: (B, ...) -> (S*B, ...)
             target = target.repeat(len(out) // len(target), *[1] * (target.ndim - 1))
         return self.nll(out, target), out, target, b
