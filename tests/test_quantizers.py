@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from aelab.bottlenecks.pq import ProductQuantizer
 from aelab.bottlenecks.rvq import ResidualQuantizer
-from aelab.bottlenecks.vq import perplexity
+from aelab.bottlenecks.vq import VectorQuantizer, perplexity
 from aelab.bottlenecks.vqvae2 import HierarchicalQuantizer
 from aelab.core.build import build
 from aelab.core.errors import ConfigError
@@ -49,7 +49,6 @@ def test_rvq_error_never_rises_with_levels_when_each_codebook_holds_zero(zero_co
     with torch.no_grad():
         for book in rvq.levels:
             book.codebook.mul_(1.5)
-            book.codebook[0] = 0.0 if zero_code else book.codebook[0]
         z_e = torch.randn(512, 8, dtype=torch.float64)
         errors = level_errors(rvq, z_e)
         stats = rvq(z_e).stats
@@ -61,6 +60,20 @@ def test_rvq_error_never_rises_with_levels_when_each_codebook_holds_zero(zero_co
         assert rises > 0
     means = [stats[f"residual_{level}"].item() for level in range(1, 7)]
     assert means == pytest.approx(errors[:, 1:].mean(0).tolist(), rel=1e-12)
+    for book in rvq.levels:  # every code restarts each step but the zero code, which stays zero through EMA and restarts
+        book.dead_threshold = 1e9
+    steps = [rvq.train()(z_e).stats for _ in range(3)]
+    dead = [stats[f"dead_codes_{level}"].item() for stats in steps for level in range(1, 7)]
+    assert dead == [15 / 16 if zero_code else 1.0] * 18
+    assert all(torch.equal(book.codebook[0], torch.zeros(2, dtype=torch.float64)) for book in rvq.levels) == zero_code
+
+
+def test_vq_checkpoint_keeps_its_state_names() -> None:
+    """The codebook logic moved into EMACodebook; vq_vae checkpoints written before still load strictly."""
+    vq = VectorQuantizer(in_features=6, latent_dim=4, num_codes=8, code_dim=2)
+    names = {"proj.weight", "proj.bias", "codebook", "cluster_size", "embed_sum"}
+    assert set(vq.state_dict()) == names
+    vq.load_state_dict({name: torch.zeros_like(value) for name, value in vq.state_dict().items()}, strict=True)
 
 
 def test_rvq_straight_through_jacobian_is_the_identity_and_the_value_is_the_sum_of_levels() -> None:
