@@ -218,6 +218,19 @@ def test_vqvae2_short_training_lowers_the_loss_and_uses_both_levels(tmp_path: Pa
     assert after["perplexity_top"] > 2 and after["perplexity_bottom"] > 2
 
 
+@pytest.mark.parametrize("bottleneck", [VectorQuantizer(10, 8, 16, 2), ResidualQuantizer(10, 8, 3, 16, 2),
+                                        ProductQuantizer(10, 8, 16, 2), ProductQuantizer(10, 8, 16, 2, rotate=True),
+                                        HierarchicalQuantizer(10, 8, 2, 16, 2)], ids=lambda b: type(b).__name__)
+def test_the_code_is_the_dequantized_code_indices(bottleneck: torch.nn.Module) -> None:
+    """codes(h) and dequantize(codes) give the code embed(h) and forward(h) pass on (what a prior over indices needs)."""
+    torch.manual_seed(0)
+    h = torch.randn(64, 10)
+    with torch.no_grad():
+        z = bottleneck.eval()(h).z
+        torch.testing.assert_close(bottleneck.dequantize(bottleneck.codes(h)), z, rtol=0, atol=1e-6)
+        torch.testing.assert_close(bottleneck.embed(h), z, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(("variant", "override", "message"), [
     ("rvq_vae", "model.bottleneck.code_dim=3", "rvq: code_dim=3 must divide model.latent_dim=8"),
     ("rvq_vae", "model.bottleneck.levels=0", "rvq: sizes must be positive integers"),

@@ -140,6 +140,10 @@ class VectorQuantizer(EMACodebook, Bottleneck):
         """Code indices (B, G) of features h (B, F)."""
         return self._quantize(h)[1].view(len(h), self.groups)  # (B * G,) -> (B, G)
 
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        """The code z_q (B, d) of indices (B, G)."""
+        return self.codebook[codes].flatten(1)  # (B, G, c) -> (B, d)
+
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         z_e = self.proj(h)  # (B, F) -> (B, d)
         _, flat_q, stats = self.quantize_rows(z_e.reshape(-1, self.code_dim), self.training)  # (B, d) -> (B * G, c)

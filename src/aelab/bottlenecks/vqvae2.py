@@ -67,6 +67,11 @@ class HierarchicalQuantizer(Bottleneck):
         """Code indices (B, d / c) of features h (B, F): the top level's positions, then the bottom's."""
         return self._code(h, learn=False)[2]
 
+    def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
+        """The code z_q (B, d) of indices (B, d / c): top code vectors, then bottom ones."""
+        top = self.top_dim // self.code_dim
+        return torch.cat([self.top.codebook[codes[:, :top]], self.bottom.codebook[codes[:, top:]]], 1).flatten(1)  # (B, G, c) -> (B, d)
+
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         z, commit, _, stats = self._code(h, learn=self.training)
         return BottleneckOutput(z=z, terms={"commit": commit}, stats=stats)
