@@ -69,8 +69,10 @@ class HierarchicalQuantizer(Bottleneck):
 
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
         """The code z_q (B, d) of indices (B, d / c): top code vectors, then bottom ones."""
-        top = self.top_dim // self.code_dim
-        return torch.cat([self.top.codebook[codes[:, :top]], self.bottom.codebook[codes[:, top:]]], 1).flatten(1)  # (B, G, c) -> (B, d)
+        split = self.top_dim // self.code_dim
+        top = self.top.codebook[codes[:, :split]]  # (B, G_t) -> (B, G_t, c)
+        bottom = self.bottom.codebook[codes[:, split:]]  # (B, G_b) -> (B, G_b, c)
+        return torch.cat([top, bottom], dim=1).flatten(1)  # (B, G, c) -> (B, d)
 
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         z, commit, _, stats = self._code(h, learn=self.training)
