@@ -16,10 +16,24 @@ import torch
 import torch.nn.functional as F
 from scipy import integrate, special
 
-from aelab.bottlenecks.poincare import (WrappedNormalPoincare, conformal, distance, expmap, logmap, project,
-                                        sample_wrapped_normal, wrapped_normal_log_prob)
-from aelab.bottlenecks.spherical import (VonMisesFisher, kl_vmf_uniform, log_bessel_i, log_sphere_area, sample_vmf,
-                                         vmf_log_prob)
+from aelab.bottlenecks.poincare import (
+    WrappedNormalPoincare,
+    conformal,
+    distance,
+    expmap,
+    logmap,
+    project,
+    sample_wrapped_normal,
+    wrapped_normal_log_prob,
+)
+from aelab.bottlenecks.spherical import (
+    VonMisesFisher,
+    kl_vmf_uniform,
+    log_bessel_i,
+    log_sphere_area,
+    sample_vmf,
+    vmf_log_prob,
+)
 from helpers import FAST, read_result, run_cli
 
 D64 = torch.float64
@@ -64,10 +78,12 @@ def test_wood_sampler_mean_resultant_length_is_the_bessel_ratio(d: int) -> None:
 
 def test_vmf_kl_to_uniform_matches_numerical_integration_on_s2() -> None:
     """In 3-D q(theta) = kappa / (4 pi sinh kappa) exp(kappa cos theta); KL = int q log(4 pi q) dA, t = 1 - cos theta."""
+    def integrand(t: float, k: float) -> float:  # 2 pi q log(4 pi q), dA = 2 pi dt
+        log_q = math.log(k / (2 * math.pi * -math.expm1(-2 * k))) - k * t
+        return 2 * math.pi * math.exp(log_q) * (log_q + math.log(4 * math.pi))
+
     for kappa in (0.5, 3.0, 30.0, 300.0):
-        log_q = lambda t, k=kappa: math.log(k / (2 * math.pi * -math.expm1(-2 * k))) - k * t  # noqa: E731
-        exact, _ = integrate.quad(lambda t: 2 * math.pi * math.exp(log_q(t)) * (log_q(t) + math.log(4 * math.pi)),
-                                  0, 2, limit=200, points=[min(1.0, 10 / kappa)])
+        exact, _ = integrate.quad(integrand, 0, 2, args=(kappa,), limit=200, points=[min(1.0, 10 / kappa)])
         assert float(kl_vmf_uniform(torch.tensor([kappa], dtype=D64), 3)) == pytest.approx(exact, rel=1e-8, abs=1e-10)
 
 
