@@ -2,11 +2,15 @@
 Simple") applied in turn to what is left, as residual vector quantization (Zeghidour et al. 2021, "SoundStream: An
 End-to-End Neural Audio Codec", Algorithm 1) and the vector-quantize-pytorch package's ResidualFSQ.
 
-Stage s quantizes the residual r_s at scale c_s = (L - 1)^(-s) per dim, so each stage works on a grid L - 1 times
-finer than the one before (the spacing of stage s's levels is 1 / floor(L/2), the residual it leaves at most half that):
-    r_0 = z_e,    q_s = c_s * FSQ(r_s / c_s),    r_{s+1} = r_s - sg(q_s),    z = sum_s q_s,
-each FSQ with the straight-through rounding. Stats are the mean over stages of each stage's implicit-codebook
-statistics. No loss term.
+The target is FSQ's bounded, normalised latent t = f(z_e) / floor(L/2) (fsq.py). Stage s rounds the residual to
+FSQ's level grid scaled by c_s = (L - 1)^(-s) per dim (each grid L - 1 times finer than the one before):
+    r_0 = t,   q_s = c_s * clamp(round(floor(L/2) r_s / c_s), -floor(L/2), L - 1 - floor(L/2)) / floor(L/2),
+    r_{s+1} = r_s - q_s,   z = sum_s q_s + (t - sg(t))   (straight-through: dz/dz_e = f'(z_e) / floor(L/2)).
+Stage 0 is FSQ exactly. Deviation from vector-quantize-pytorch, which re-applies the tanh bound to every scaled
+residual and sums one straight-through gradient per stage: its tanh shrinks the residuals it should add back, so
+the error stalls (on inputs uniform in [-0.9, 0.9], levels [8, 5, 5, 5]: 0.258, 0.035, 0.0138, 0.0114, 0.0110 for
+1-5 stages); here the bound is applied once, 0 is a level of every grid, so no stage can raise the error.
+Stats are the mean over stages of each stage's implicit-codebook statistics. No loss term.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from aelab.core.errors import ConfigError
 
 
 class ResidualFSQ(FSQ):
-    """`stages` FSQ quantizers of the same levels on successive residuals; z is the sum of their codes."""
+    """`stages` roundings of the same levels on successive residuals; z is the sum of their codes."""
 
     def __init__(self, in_features: int, latent_dim: int, levels: list[int] = (8, 5, 5, 5), stages: int = 4,
                  eps: float = 1e-3, decay: float = 0.99, dead_threshold: float = 1e-3) -> None:
@@ -33,12 +37,16 @@ class ResidualFSQ(FSQ):
         self.register_buffer("scales", scales, persistent=False)
 
     def _codes(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        residual = self.proj(h).view(len(h), self.groups, self.code_dim)  # (B, F) -> (B, d) -> (B, G, n)
+        z_e = self.proj(h).view(len(h), self.groups, self.code_dim)  # (B, F) -> (B, d) -> (B, G, n)
+        hw = self.half_width
+        target = self.bound(z_e) / hw
+        residual = target.detach()
         z = torch.zeros_like(residual)
         indices = []
         for scale in self.scales:  # (n,) per stage
-            q = self.quantize(residual / scale)  # on the normalised grid
+            q = torch.clamp(torch.round(residual / scale * hw), -hw, self.levels - 1 - hw) / hw  # on the level grid
             indices.append(self.index(q))
-            residual = residual - (q * scale).detach()
+            residual = residual - q * scale
             z = z + q * scale
+        z = z + (target - target.detach())  # the value of z, the gradient of t
         return z.reshape(len(h), -1), torch.stack(indices)  # (B, G, n) -> (B, d); S x (B, G) -> (S, B, G)
