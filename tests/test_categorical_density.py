@@ -90,3 +90,9 @@ def test_discrete_variants_sample_through_the_categorical_density(variant: str, 
     model = build(compose_cfg(["data=digits", f"model={variant}"], tmp_path).model)
     assert isinstance(model.density, CategoricalChain) and model.density.position == position
     assert model.samples_from_density
+
+
+def test_a_quantizer_without_a_density_says_it_cannot_sample(tmp_path: Path) -> None:
+    model = build(compose_cfg(["data=digits", "model=fsq_vae", "model/density=null"], tmp_path).model)
+    with pytest.raises(ConfigError, match="^fsq_vae has no prior and model.density is null: nothing to sample from$"):
+        model.sample(2)
