@@ -93,6 +93,6 @@ def test_discrete_variants_sample_through_the_categorical_density(variant: str, 
 
 
 def test_a_quantizer_without_a_density_says_it_cannot_sample(tmp_path: Path) -> None:
-    model = build(compose_cfg(["data=digits", "model=fsq_vae", "model/density=null"], tmp_path).model)
+    model = build(compose_cfg(["data=digits", "model=fsq_vae", "model.density=null"], tmp_path).model)
     with pytest.raises(ConfigError, match="^fsq_vae has no prior and model.density is null: nothing to sample from$"):
         model.sample(2)
