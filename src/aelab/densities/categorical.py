@@ -8,8 +8,9 @@ those seen in fitting (values equal to `decimals` decimals are one value). With 
     p(c_1 = a) = (n_1(a) + alpha) / (N + alpha |V_1|),   p(c_i = b | c_{i-1} = a) = (n_i(a, b) + alpha) / (n_{i-1}(a) + alpha |V_i|),
 the add-alpha smoothed maximum likelihood from the counts (alpha = 0: the exact MLE). Transitions never seen get
 the smoothed mass alpha / (...); a value never seen at a position snaps to the nearest value seen there (so every
-code gets a finite score, e.g. for anomaly detection). Counts are kept sparse (only seen pairs), so a chain over
-many distinct values costs memory in the number of training codes, not |V_{i-1}| x |V_i|.
+code gets a finite score, e.g. for anomaly detection). `sample` returns each position's value as fitted, i.e.
+rounded to `decimals`. Counts are kept sparse (only seen pairs), so a chain over many distinct values costs memory
+in the number of training codes, not |V_{i-1}| x |V_i|.
 """
 
 from __future__ import annotations
