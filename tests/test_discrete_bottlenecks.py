@@ -7,6 +7,7 @@ import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from aelab.bottlenecks.fsq import FSQ, round_ste
 from aelab.bottlenecks.gumbel import GumbelQuantizer, gumbel_noise, relaxed_one_hot
 from aelab.bottlenecks.hashing import SemanticHashing
 from aelab.bottlenecks.rfsq import ResidualFSQ
+from aelab.callbacks.schedules import TemperatureDecay
 from aelab.core.errors import ConfigError
 from helpers import FAST, read_result, run_cli
 
@@ -142,6 +144,14 @@ def test_gumbel_soft_sample_tends_to_the_hard_one_hot_as_tau_falls() -> None:
     logits = gq.logits(h)
     expected = relaxed_one_hot(logits, gumbel_noise(logits), 0.5) @ gq.codebook  # (B, 1, K) @ (K, c) -> (B, 1, c)
     torch.testing.assert_close(z, expected.reshape(30, 4))
+
+
+def test_temperature_decays_exponentially_from_start_to_end() -> None:
+    module = SimpleNamespace(bottleneck=GumbelQuantizer(in_features=4, latent_dim=4, num_codes=8, code_dim=4))
+    schedule = TemperatureDecay(start=1.0, end=1 / 16, steps=1000)
+    taus = [schedule.apply(module, step) for step in (0, 250, 500, 1000, 5000)]
+    assert taus == pytest.approx([1.0, 0.5, 0.25, 1 / 16, 1 / 16])  # 1 * (1/16)^(t / 1000), then 1/16
+    assert module.bottleneck.tau.item() == pytest.approx(1 / 16)
 
 
 def test_gumbel_evaluation_is_the_noiseless_argmax_code() -> None:
