@@ -131,7 +131,7 @@ def test_gumbel_noise_has_the_gumbel_moments() -> None:
 
 def test_gumbel_soft_sample_tends_to_the_hard_one_hot_as_tau_falls() -> None:
     torch.manual_seed(0)
-    logits, noise = torch.randn(2000, 16), None
+    logits = torch.randn(2000, 16)
     noise = gumbel_noise(logits)
     hard = F.one_hot((logits + noise).argmax(-1), 16).float()
     dist = [float((relaxed_one_hot(logits, noise, tau) - hard).abs().sum(-1).mean()) for tau in (1.0, 0.1, 0.01)]
