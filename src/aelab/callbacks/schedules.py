@@ -3,9 +3,13 @@
 - WeightWarmup: KL warm-up / annealing (Bowman et al. 2016, "Generating Sentences from a Continuous Space").
 - CapacityIncrease: beta-VAE capacity annealing, loss term gamma * |KL - C| with C growing linearly
   (Burgess et al. 2018, "Understanding disentangling in beta-VAE").
+- TemperatureDecay: the Gumbel-softmax temperature, tau = max(end, start exp(-r t)) (Jang et al. 2017,
+  "Categorical Reparameterization with Gumbel-Softmax"), r set so that tau reaches `end` after `steps` steps.
 """
 
 from __future__ import annotations
+
+import math
 
 import pytorch_lightning as pl
 
@@ -45,3 +49,19 @@ class CapacityIncrease(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch, batch_idx: int) -> None:
         module.log("schedule/capacity", self.apply(module, trainer.global_step), on_step=True, on_epoch=False)
+
+
+class TemperatureDecay(pl.Callback):
+    """Sets the bottleneck's temperature `tau` from `start` down to `end` over `steps` steps, exponentially."""
+
+    def __init__(self, start: float = 1.0, end: float = 0.5, steps: int = 10000) -> None:
+        self.start, self.end, self.steps = start, end, steps
+
+    def apply(self, module: pl.LightningModule, step: int) -> float:
+        """Set tau for optimizer step `step`: start (end / start)^(t / steps), then end."""
+        tau = math.exp(linear(step, math.log(self.start), math.log(self.end), self.steps))
+        module.bottleneck.tau.fill_(tau)
+        return tau
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch, batch_idx: int) -> None:
+        module.log("schedule/tau", self.apply(module, trainer.global_step), on_step=True, on_epoch=False)
