@@ -50,7 +50,7 @@ def test_vamp_prior_density_is_the_mean_of_its_component_densities() -> None:
     z = 2 * torch.randn(5, 11, D, dtype=torch.float64)  # any leading shape, as importance samples (k, B, d)
     expected = torch.logsumexp(mixture.component_distribution.log_prob(z.unsqueeze(-2)), -1) - math.log(K)
     torch.testing.assert_close(bottleneck.prior.log_prob(z), expected)
-    torch.testing.assert_close(bottleneck.log_prior(z), mixture.log_prob(z))
+    torch.testing.assert_close(bottleneck.prior_log_prob(z), mixture.log_prob(z))
     h = torch.randn(11, F, dtype=torch.float64)
     torch.manual_seed(3)
     codes, log_ratio = bottleneck.importance_samples(h, 5)  # (5, 11, d): log p_vamp(z) - log q(z|x)
@@ -99,7 +99,7 @@ def test_iwae_takes_the_vamp_prior() -> None:
     z, log_ratio = iwae.importance_samples(h, 4)
     torch.testing.assert_close(out.z, z.flatten(0, 1))
     torch.testing.assert_close(out.terms["kl"], -log_ratio.flatten())
-    assert not torch.allclose(iwae.log_prior(z), Normal(0.0, 1.0).log_prob(z).sum(-1))
+    assert not torch.allclose(iwae.prior_log_prob(z), Normal(0.0, 1.0).log_prob(z).sum(-1))
 
 
 LAYERS = {"planar": Planar, "radial": Radial, "iaf_even": IAF, "iaf_odd": partial(IAF, step=1)}

@@ -130,7 +130,7 @@ class FlowGaussian(DiagonalGaussian):
     def log_ratio(self, q0: Normal, z0: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z_K and log p(z_K) - log q_K(z_K|x) = log p(z_K) - log q_0(z_0|x) + sum_k log|det J_k|."""
         z, logdet = self.flow(z0, h)
-        return z, self.log_prior(z) - q0.log_prob(z0).sum(-1) + logdet
+        return z, self.prior_log_prob(z) - q0.log_prob(z0).sum(-1) + logdet
 
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         mu, logvar = self.posterior(h)

@@ -38,7 +38,7 @@ class DiagonalGaussian(Bottleneck):
         mu, logvar = self.proj(h).chunk(2, dim=-1)  # (B, F) -> 2 x (B, d)
         return mu, logvar
 
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z): (..., d) -> (...)."""
         return Normal(0.0, 1.0).log_prob(z).sum(-1) if self.prior is None else self.prior.log_prob(z)
 
@@ -59,7 +59,7 @@ class DiagonalGaussian(Bottleneck):
         """k reparameterised samples z (k, B, d) of N(mu, exp(logvar)) and their log p(z) - log q(z) (k, B)."""
         q = Normal(mu, torch.exp(0.5 * logvar))
         z = q.rsample((k,))
-        return z, self.log_prior(z) - q.log_prob(z).sum(-1)
+        return z, self.prior_log_prob(z) - q.log_prob(z).sum(-1)
 
     def embed(self, h: torch.Tensor) -> torch.Tensor:
         return self.posterior(h)[0]
