@@ -38,10 +38,6 @@ class DiagonalGaussian(Bottleneck):
         mu, logvar = self.proj(h).chunk(2, dim=-1)  # (B, F) -> 2 x (B, d)
         return mu, logvar
 
-    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z): (..., d) -> (...)."""
-        return Normal(0.0, 1.0).log_prob(z).sum(-1) if self.prior is None else self.prior.log_prob(z)
-
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
         mu, logvar = self.posterior(h)
         std = torch.exp(0.5 * logvar)
@@ -68,6 +64,10 @@ class DiagonalGaussian(Bottleneck):
         if self.prior is not None:
             return self.prior.sample(n)
         return torch.randn(n, self.latent_dim, device=self.proj.weight.device)
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z): (..., d) -> (...), under the configured prior (N(0, I) without one)."""
+        return Normal(0.0, 1.0).log_prob(z).sum(-1) if self.prior is None else self.prior.log_prob(z)
 
 
 class CapacityGaussian(DiagonalGaussian):
