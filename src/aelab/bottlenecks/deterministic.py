@@ -10,14 +10,15 @@ from aelab.bottlenecks.base import Bottleneck, BottleneckOutput
 
 
 class Deterministic(Bottleneck):
-    """z = W h + b; no loss terms."""
+    """z = a(W h + b), a the identity unless `activation` is set (e.g. torch.nn.Sigmoid for kl_sparse_ae); no loss terms."""
 
-    def __init__(self, in_features: int, latent_dim: int) -> None:
+    def __init__(self, in_features: int, latent_dim: int, activation: nn.Module | None = None) -> None:
         super().__init__(in_features, latent_dim)
         self.proj = nn.Linear(in_features, latent_dim)
+        self.activation = activation if activation is not None else nn.Identity()
 
     def forward(self, h: torch.Tensor) -> BottleneckOutput:
-        return BottleneckOutput(z=self.proj(h))  # (B, F) -> (B, d)
+        return BottleneckOutput(z=self.activation(self.proj(h)))  # (B, F) -> (B, d)
 
 
 class PriorCode(Deterministic):

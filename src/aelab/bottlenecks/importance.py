@@ -7,21 +7,25 @@ L_S = log (1/S) sum_s w_s, a tighter lower bound on log p(x) than the ELBO; L_1 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
 from aelab.bottlenecks.base import BottleneckOutput
 from aelab.bottlenecks.gaussian import DiagonalGaussian
+from aelab.bottlenecks.priors import Prior
 from aelab.core.errors import positive_int
 
 
 class ImportanceWeighted(DiagonalGaussian):
-    """Draws `samples` codes per input; `kl` is the per-sample log q(z|x) - log p(z) (a Monte Carlo KL)."""
+    """Draws `samples` codes per input; `kl` is the per-sample log q(z|x) - log p(z) (a Monte Carlo KL), p(z) the
+    `prior` (N(0, I) unless model/prior=... sets one, e.g. the VampPrior)."""
 
     terms = ("kl",)
 
-    def __init__(self, in_features: int, latent_dim: int, samples: int = 5) -> None:
-        super().__init__(in_features, latent_dim)
+    def __init__(self, in_features: int, latent_dim: int, samples: int = 5,
+                 prior: Callable[..., Prior] | None = None) -> None:
+        super().__init__(in_features, latent_dim, prior)
         self.samples = positive_int("model.bottleneck.samples", samples)
 
     def forward(self, h: torch.Tensor) -> BottleneckOutput:

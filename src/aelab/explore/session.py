@@ -161,7 +161,7 @@ class Session:
         torch.manual_seed(seed)
         model = self.model
         if not model.samples_from_density:
-            return model.sample(n).cpu(), "codes from the prior N(0, I)"
+            return model.sample(n).cpu(), "codes from the bottleneck's prior"
         how = f"codes from the run's fitted {type(model.density).__name__}" if model.density is not None else ""
         if model.density is None or not model.density.fitted:
             if model.density is None:

@@ -1,6 +1,8 @@
 """Loss terms that need the networks, not just the code: each returns a per-sample (B,) tensor.
 
 - ActivityL1: sparse autoencoder's L1 activity penalty ||z||_1 (Ng 2011, "Sparse autoencoder" notes).
+- KLSparsity: the same notes' sparsity penalty sum_j KL(rho || rho_hat_j) = sum_j [rho log(rho / rho_hat_j) +
+  (1 - rho) log((1 - rho) / (1 - rho_hat_j))], rho_hat_j the batch-mean activation of sigmoid code unit j.
 - CodeL2: RAE's 0.5 ||z||^2 on the code (Ghosh et al. 2020, "From Variational to Deterministic Autoencoders").
 - DecoderL2: RAE-L2's weight decay on the decoder, sum of squared decoder weights (same for every sample).
 - EncoderJacobian: CAE's ||dz/dx||_F^2 (Rifai et al. 2011, "Contractive Auto-Encoders").
@@ -12,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from aelab.bottlenecks.base import BottleneckOutput
+from aelab.core.errors import ConfigError
 
 
 class Penalty:
@@ -24,6 +27,23 @@ class Penalty:
 class ActivityL1(Penalty):
     def __call__(self, module, x, b):
         return b.z.abs().sum(dim=1)
+
+
+class KLSparsity(Penalty):
+    """A batch statistic: every example gets the batch's penalty, so the batch mean of the term is the penalty."""
+
+    def __init__(self, rho: float = 0.05, eps: float = 1e-6) -> None:
+        if not 0.0 < rho < 1.0:
+            raise ConfigError(f"model.penalties.kl_sparsity.rho must be in (0, 1), got {rho!r}")
+        self.rho, self.eps = rho, eps
+
+    def __call__(self, module, x, b):
+        if b.z.min() < 0.0 or b.z.max() > 1.0:  # rho_hat is a firing rate: sigmoid units only
+            raise ConfigError("kl_sparsity needs codes in [0, 1]: set model.bottleneck.activation to torch.nn.Sigmoid")
+        rho_hat = b.z.mean(dim=0).clamp(self.eps, 1.0 - self.eps)  # (B, d) -> (d,)
+        rho = self.rho
+        kl = rho * torch.log(rho / rho_hat) + (1.0 - rho) * torch.log((1.0 - rho) / (1.0 - rho_hat))
+        return kl.sum().expand(len(b.z))  # () -> (B,)
 
 
 class CodeL2(Penalty):
