@@ -222,3 +222,15 @@ def test_ssim_of_an_image_with_itself_is_one_and_with_its_negative_below_zero() 
     x = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(ssim_per_image(x, x, 1.0), torch.ones(4), rtol=0, atol=1e-6)
     assert (ssim_per_image(1 - x, x, 1.0) < 0).all()  # negated structure: covariance < 0
+
+
+def test_the_embedding_scatter_draws_a_validation_split_of_one_example(tmp_path) -> None:
+    """A run whose validation split holds one example still draws its embedding (PCA of 2 components failed)."""
+    import matplotlib.image
+    import numpy as np
+
+    from aelab.callbacks.embeddings import pca_scatter
+
+    for n, d in [(1, 16), (40, 16), (3, 1)]:
+        path = pca_scatter(np.random.default_rng(0).normal(size=(n, d)), np.zeros(n), tmp_path / f"{n}_{d}.png", "z")
+        assert matplotlib.image.imread(path).shape[:2] == (500, 500)

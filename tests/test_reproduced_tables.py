@@ -159,7 +159,20 @@ SMALL = {"compression": [], "one_class": ["data.normal_classes=[0]"],
          "likelihood": ["eval.likelihood.k=10", "eval.likelihood.max_examples=200"],
          "generation": ["eval.generation.n=300", "eval.generation.classifier_steps=20", "callbacks.samples=null"],
          "disentanglement": ["eval.disentanglement.max_examples=400", "eval.disentanglement.n_train=300",
-                             "eval.disentanglement.n_eval=100", "eval.disentanglement.n_estimators=5"]}
+                             "eval.disentanglement.n_eval=100", "eval.disentanglement.n_estimators=5"],
+         "posteriors": ["eval.likelihood.k=10", "eval.likelihood.max_examples=200"],
+         "quantizers": []}
+SPEECH_VOICES = ("en+m1", "en+f2", "en-us+f4", "en-gb-scotland+m2", "en+Linda")  # data=speech's 3 test voices + 2
+
+
+def data_dir_for(name: str, tmp_path: Path) -> list[str]:
+    """The quantizer table's speech row reads a small spoken-word set made here, not the whole set (minutes)."""
+    if name != "quantizers":
+        return []
+    from aelab.data.speech import WORDS, make_speech
+
+    make_speech(tmp_path / "data" / "speech", words=WORDS[:10], voices=SPEECH_VOICES, speeds=(140, 180), pitches=(50,))
+    return [f"paths.data_dir={tmp_path / 'data'}"]
 
 
 @pytest.mark.slow
@@ -170,7 +183,7 @@ def test_paper_experiment_runs_a_few_batches(name: str, tmp_path: Path) -> None:
     first = [f"{k}={str(v).split(',')[0]}" for k, v in swept.items() if k in ("model.latent_dim", "seed")]
     cache = [f"eval.generation.cache_dir={tmp_path}/nets"] if name == "generation" else []  # not the real cache
     result = run_cli("aelab-train", ["-m", f"experiment=paper/{name}", *first, *SMALL[name], *cache, "debug=fast",
-                                     "logger=none", f"hydra.sweep.dir={tmp_path}"])
+                                     *data_dir_for(name, tmp_path / "own"), "logger=none", f"hydra.sweep.dir={tmp_path}"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     records = [read_result(p.parent) for p in tmp_path.glob("*/result.json")]
     rows = str(swept.get("model") or swept.get(f"+experiment/paper/{name}")).split(",")

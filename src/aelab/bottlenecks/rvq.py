@@ -9,7 +9,8 @@ The decoder gets z = z_e + sg(z_q - z_e) (straight-through); the loss term is vq
 and shares one codebook across levels; SoundStream's quantiser dropout (a random number of levels per example)
 and k-means initialisation are not implemented. `zero_code` holds a zero vector in each codebook, so a level can
 always pass its residual on unchanged and ||r_l|| never exceeds ||r_{l-1}||.
-Logged per level l = 1..L: perplexity_l, dead_codes_l and residual_l = batch mean of ||r_l||^2.
+Logged per level l = 1..L: perplexity_l, dead_codes_l and residual_l = batch mean of ||r_l||^2; perplexity and
+dead_codes are the levels' means.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class ResidualQuantizer(Bottleneck):
             indices.append(idx.view(len(z_e), self.groups))  # (B * G,) -> (B, G)
             stats |= {f"{name}_{level}": value for name, value in level_stats.items()}
             stats[f"residual_{level}"] = residual.pow(2).sum(1).view(len(z_e), -1).sum(1).mean()  # (B * G,) -> (B,)
+        for name in ("perplexity", "dead_codes"):  # the levels' mean, comparable with the other quantizers' stat
+            stats[name] = torch.stack([stats[f"{name}_{level}"] for level in range(1, len(self.levels) + 1)]).mean()
         return total.view_as(z_e), torch.stack(indices, dim=1), stats  # (B * G, c) -> (B, d); L x (B, G) -> (B, L, G)
 
     def codes(self, h: torch.Tensor) -> torch.Tensor:

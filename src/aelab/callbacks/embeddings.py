@@ -19,7 +19,8 @@ from aelab.tracking.media import log_image  # noqa: E402
 
 def pca_scatter(z: np.ndarray, labels: np.ndarray, path: Path, title: str) -> Path:
     """Scatter of the first two principal components of z, coloured by class."""
-    xy = PCA(n_components=2).fit_transform(z) if z.shape[1] > 2 else np.pad(z, ((0, 0), (0, 2 - z.shape[1])))
+    xy = PCA(n_components=min(2, *z.shape)).fit_transform(z) if z.shape[1] > 2 else z  # fewer than 2 examples: 1 PC
+    xy = np.pad(xy, ((0, 0), (0, 2 - xy.shape[1])))
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     points = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=6)
     ax.legend(*points.legend_elements(), title="class", fontsize=7, loc="best")

@@ -1,14 +1,19 @@
-"""Reconstruction grid of a fixed val batch: inputs in the top row, reconstructions below."""
+"""Reconstruction grid of a fixed val batch: inputs in the top row, reconstructions below (signals (C, L): one
+panel a clip, the input and its reconstruction drawn over each other)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
-from torchvision.utils import make_grid, save_image
+import matplotlib
 
-from aelab.tracking.media import log_image
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid, save_image  # noqa: E402
+
+from aelab.tracking.media import log_image  # noqa: E402
 
 
 class ReconstructionGrid(pl.Callback):
@@ -22,12 +27,15 @@ class ReconstructionGrid(pl.Callback):
         x = trainer.datamodule.fixed_batch("val", self.n)["x"].to(module.device)
         was_training = module.training
         module.eval()
-        recon = module.reconstruct(x).clamp(0, 1)
+        recon = module.reconstruct(x)
         module.train(was_training)
-        grid = make_grid(torch.cat([x, recon]).cpu(), nrow=len(x), padding=1, pad_value=1.0)  # 2 rows
         path = self.dirpath / f"recon_epoch{trainer.current_epoch:03d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
+        if x.ndim == 3:
+            waveforms({"input": x[:4, 0].cpu(), "reconstruction": recon[:4, 0].cpu()}, path)  # (B, C, L) -> (4, L)
+        else:
+            grid = make_grid(torch.cat([x, recon.clamp(0, 1)]).cpu(), nrow=len(x), padding=1, pad_value=1.0)  # 2 rows
+            save_image(grid, path)
         log_image(trainer, "val/reconstructions", path, caption=f"epoch {trainer.current_epoch}: inputs / reconstructions")
         return path
 
@@ -37,3 +45,17 @@ class ReconstructionGrid(pl.Callback):
         epoch, last = trainer.current_epoch, trainer.max_epochs - 1
         if (epoch + 1) % self.every_n_epochs == 0 or epoch == last or trainer.fast_dev_run:
             self.write(trainer, module)
+
+
+def waveforms(lines: dict[str, torch.Tensor], path: Path) -> Path:
+    """One panel a clip: each named (N, L) tensor's n-th clip drawn in panel n (the first in grey)."""
+    n = len(next(iter(lines.values())))
+    fig, axes = plt.subplots(n, 1, figsize=(8, 1.5 * n), dpi=100, sharex=True, squeeze=False)
+    for k, (label, clips) in enumerate(lines.items()):
+        for ax, clip in zip(axes[:, 0], clips):
+            ax.plot(clip.numpy(), color="0.6" if k == 0 else f"C{k - 1}", linewidth=0.6, label=label)
+    axes[0, 0].legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

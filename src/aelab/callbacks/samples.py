@@ -1,4 +1,5 @@
-"""New samples at the end of fitting: from the prior, or from a latent density fitted on the training codes."""
+"""New samples at the end of fitting: from the prior, or from a latent density fitted on the training codes (an image
+grid; signals: four clips drawn as waveforms)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torchvision.utils import make_grid, save_image
 
+from aelab.callbacks.images import waveforms
 from aelab.evals.base import DENSITY_FIT_ON, fit_code_density
 from aelab.tracking.media import log_image
 
@@ -27,8 +29,11 @@ class SampleGrid(pl.Callback):
             if module.density is None:
                 return
             fit_code_density(module, trainer.datamodule, self.fit_on)
-        samples = module.sample(self.n).clamp(0, 1).cpu()
+        samples = module.sample(self.n).cpu()
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / "samples.png"
-        save_image(make_grid(samples, nrow=int(self.n ** 0.5), padding=1, pad_value=1.0), path)
+        if samples.ndim == 3:  # signals (n, C, L): four clips, the first channel
+            waveforms({"sample": samples[:4, 0]}, path)
+        else:
+            save_image(make_grid(samples.clamp(0, 1), nrow=int(self.n ** 0.5), padding=1, pad_value=1.0), path)
         log_image(trainer, "val/samples", path, caption=f"{self.n} samples")
