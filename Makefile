@@ -73,7 +73,7 @@ sweep: setup
 # A reproduced paper table (conf/experiment/paper/NAME.yaml): its sweep, baselines included, then its report with
 # ours | paper | difference. Re-running completes only the jobs that are left.
 paper: setup
-	@[ -n "$(NAME)" ] || { echo "usage: make paper NAME=<compression|one_class|recognition|likelihood|generation|disentanglement>"; exit 1; }
+	@[ -n "$(NAME)" ] || { echo "usage: make paper NAME=<compression|one_class|recognition|likelihood|generation|disentanglement|posteriors|quantizers>"; exit 1; }
 	$(BIN)/aelab-train -m experiment=paper/$(NAME) $(ARGS); status=$$?; \
 	  $(BIN)/aelab-report outputs/sweeps/paper_$(NAME) && exit $$status
 
