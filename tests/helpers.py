@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -56,6 +57,26 @@ def run_cli(command: str, args: list[str], env: dict[str, str] | None = None, cw
 
 def read_result(run_dir: Path) -> dict:
     return json.loads((run_dir / "result.json").read_text())
+
+
+BRIEF = ["trainer.max_epochs=1", "logger=none", "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=2",
+         "+trainer.limit_test_batches=2"]  # one short epoch of a few batches, no logger
+
+
+def train_through_cli(runs: dict[str, list[str]], tmp_path: Path) -> dict[str, dict]:
+    """One short epoch of each run through aelab-train, processes in parallel; each must complete; returns name ->
+    result.json. A run's name is its model config and its folder, tmp_path / name; its list holds its own overrides."""
+    def train(name: str) -> subprocess.CompletedProcess:
+        return run_cli("aelab-train", [*FAST, f"model={name}", *BRIEF, *runs[name], f"hydra.run.dir={tmp_path / name}"])
+
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        outs = dict(zip(runs, pool.map(train, runs)))
+    results = {}
+    for name, out in outs.items():
+        assert out.returncode == 0, f"{name}:\n{out.stderr[-3000:]}"
+        results[name] = read_result(tmp_path / name)
+        assert results[name]["state"] == "completed", (name, results[name]["state"])
+    return results
 
 
 def wandb_summary(run: Path) -> dict:

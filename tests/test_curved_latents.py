@@ -7,7 +7,6 @@ the integral; and both variants trained one short epoch through the CLI with an 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from aelab.bottlenecks.spherical import (
     sample_vmf,
     vmf_log_prob,
 )
-from helpers import FAST, read_result, run_cli
+from helpers import train_through_cli
 
 D64 = torch.float64
 
@@ -204,19 +203,10 @@ def test_svae_and_pvae_train_an_epoch_and_report_an_importance_weighted_nll(tmp_
     """One short epoch of each through the CLI (processes in parallel), then eval=likelihood on 100 test examples."""
     variants = ("svae", "pvae")
 
-    def train(variant: str):
-        return run_cli("aelab-train", [*FAST, f"model={variant}", "model/arch=mlp", "model.latent_dim=8",
-                                       "trainer.max_epochs=1", "logger=none", "callbacks.embeddings=null",
-                                       "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=2",
-                                       "+trainer.limit_test_batches=2", "eval=[likelihood]", "eval.likelihood.k=10",
-                                       "eval.likelihood.max_examples=100", f"hydra.run.dir={tmp_path / variant}"])
-
-    with ThreadPoolExecutor(max_workers=len(variants)) as pool:
-        outs = dict(zip(variants, pool.map(train, variants)))
-    for variant in variants:
-        assert outs[variant].returncode == 0, outs[variant].stderr[-3000:]
-        result = read_result(tmp_path / variant)
-        assert result["state"] == "completed"
+    extra = ["model/arch=mlp", "model.latent_dim=8", "callbacks.embeddings=null", "eval=[likelihood]",
+             "eval.likelihood.k=10", "eval.likelihood.max_examples=100"]
+    results = train_through_cli({variant: extra for variant in variants}, tmp_path)
+    for variant, result in results.items():
         for key in ("train/elbo", "train/kl", "test/elbo", "test/kl", "test/iw_nll"):
             assert math.isfinite(result["metrics"][key]), (variant, key)
-    assert read_result(tmp_path / "svae")["metrics"]["test/kl"] >= 0  # the closed-form KL (pvae's is one Monte Carlo draw)
+    assert results["svae"]["metrics"]["test/kl"] >= 0  # the closed-form KL (pvae's is one Monte Carlo draw)

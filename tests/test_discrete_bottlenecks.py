@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +20,7 @@ from aelab.bottlenecks.hashing import SemanticHashing
 from aelab.bottlenecks.rfsq import ResidualFSQ
 from aelab.callbacks.schedules import TemperatureDecay
 from aelab.core.errors import ConfigError
-from helpers import FAST, read_result, run_cli
+from helpers import train_through_cli
 
 
 def identity_proj(bottleneck: torch.nn.Module) -> torch.nn.Module:
@@ -233,17 +232,9 @@ def test_each_discrete_variant_trains_an_epoch_and_samples_through_its_code_dens
     and the run reopened from best.ckpt (weights_only) samples from the stored categorical density."""
     from aelab.tracking.trained import open_run
 
-    def train(variant: str):
-        return run_cli("aelab-train", [*FAST, f"model={variant}", "model.latent_dim=8", "trainer.max_epochs=1",
-                                       "logger=none", "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=2",
-                                       "+trainer.limit_test_batches=2", f"hydra.run.dir={tmp_path / variant}"])
-
-    with ThreadPoolExecutor(max_workers=len(NEW)) as pool:
-        outs = dict(zip(NEW, pool.map(train, NEW)))
+    results = train_through_cli({variant: ["model.latent_dim=8"] for variant in NEW}, tmp_path)
     for variant, names in NEW.items():
-        assert outs[variant].returncode == 0, outs[variant].stderr[-3000:]
-        result = read_result(tmp_path / variant)
-        assert result["state"] == "completed"
+        result = results[variant]
         for key in [f"test/{name}" for name in names]:
             assert math.isfinite(result["metrics"][key]), (variant, key)
         assert (tmp_path / variant / "samples.png").is_file()

@@ -5,7 +5,6 @@ form; and the five variants trained one short epoch through the CLI."""
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 from aelab.bottlenecks.dip import DIPGaussian, dip_covariance, dip_penalties
 from aelab.bottlenecks.info import rbf_mmd
 from aelab.bottlenecks.tc import kl_decomposition
-from helpers import FAST, read_result, run_cli
+from helpers import train_through_cli
 
 N, D = 128, 3  # a finite dataset of N posteriors q(z|x_n) = N(mu_n, diag(exp(logvar_n))) in D dimensions
 
@@ -136,16 +135,8 @@ VARIANT_TERMS = {"beta_tcvae": ("kl", "mi", "tc", "dwkl"), "dip_vae_i": ("kl", "
 @pytest.mark.slow
 def test_each_variant_trains_an_epoch_through_the_cli_and_records_its_terms(tmp_path: Path) -> None:
     """One short epoch of each (processes in parallel): the run completes and its named terms are finite."""
-    def train(variant: str):
-        return run_cli("aelab-train", [*FAST, f"model={variant}", "trainer.max_epochs=1", "logger=none",
-                                       "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=2",
-                                       "+trainer.limit_test_batches=2", f"hydra.run.dir={tmp_path / variant}"])
-
-    with ThreadPoolExecutor(max_workers=len(VARIANT_TERMS)) as pool:
-        outs = dict(zip(VARIANT_TERMS, pool.map(train, VARIANT_TERMS)))
+    results = train_through_cli({variant: [] for variant in VARIANT_TERMS}, tmp_path)
     for variant, names in VARIANT_TERMS.items():
-        assert outs[variant].returncode == 0, outs[variant].stderr[-3000:]
-        result = read_result(tmp_path / variant)
-        assert result["state"] == "completed"
+        result = results[variant]
         for key in [f"{stage}/{name}" for stage in ("train", "test") for name in (*names, "elbo")]:
             assert math.isfinite(result["metrics"][key]), (variant, key)

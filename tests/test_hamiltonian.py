@@ -7,7 +7,6 @@ bottlenecks no decoder pass; and hvae and ladder_vae train an epoch through the 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from torch.distributions import MultivariateNormal, Normal
 
 from aelab.bottlenecks.hamiltonian import Hamiltonian, leapfrog
 from aelab.core.build import build
-from helpers import FAST, compose_cfg, read_result, run_cli
+from helpers import compose_cfg, train_through_cli
 
 # a linear-Gaussian model p(z) = N(0, I_2), p(x|z) = N(W z + b, S2 I_3): posterior correlation -0.87
 W = torch.tensor([[1.0, 0.9], [0.9, 1.0], [0.5, 0.45]])
@@ -150,17 +149,8 @@ def test_hvae_and_ladder_vae_train_an_epoch_through_the_cli_and_log_their_bounds
     """One short epoch of each (processes in parallel): the run completes, its terms are finite, loss = -elbo."""
     variants = {"hvae": ("kl", "kl_q0", "beta0", "step_size"), "ladder_vae": ("kl", "kl_1", "kl_2")}
 
-    def train(variant: str):
-        return run_cli("aelab-train", [*FAST, f"model={variant}", "trainer.max_epochs=1", "logger=none",
-                                       "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=2",
-                                       "+trainer.limit_test_batches=2", f"hydra.run.dir={tmp_path / variant}"])
-
-    with ThreadPoolExecutor(max_workers=len(variants)) as pool:
-        outs = dict(zip(variants, pool.map(train, variants)))
+    results = train_through_cli({variant: [] for variant in variants}, tmp_path)
     for variant, names in variants.items():
-        assert outs[variant].returncode == 0, outs[variant].stderr[-3000:]
-        result = read_result(tmp_path / variant)
-        assert result["state"] == "completed"
-        metrics = result["metrics"]
+        metrics = results[variant]["metrics"]
         assert all(math.isfinite(metrics[f"{stage}/{k}"]) for stage in ("train", "test") for k in (*names, "elbo"))
         assert abs(metrics["test/elbo"] + metrics["test/loss"]) < 1e-4 * abs(metrics["test/loss"])  # weights 1

@@ -6,7 +6,6 @@ through the CLI, with the importance-weighted NLL of the VampPrior and IAF model
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from aelab.bottlenecks.importance import ImportanceWeighted
 from aelab.bottlenecks.priors import StandardNormal, VampPrior
 from aelab.core.errors import ConfigError
 from aelab.losses.penalties import KLSparsity
-from helpers import FAST, compose_cfg, read_result, run_cli
+from helpers import compose_cfg, train_through_cli
 
 F, D, K = 6, 3, 7  # feature size, latent size, VampPrior components
 
@@ -236,19 +235,9 @@ IW_RUNS = ("vamp_vae", "iaf_vae")
 @pytest.mark.slow
 def test_each_variant_trains_an_epoch_through_the_cli(tmp_path: Path) -> None:
     """One short epoch of each (processes in parallel): completed, finite terms and ELBO, a finite IW NLL."""
-    def train(name: str):
-        extra = LIKELIHOOD if name in IW_RUNS else ["eval=none"]
-        return run_cli("aelab-train", [*FAST, f"model={name}", *extra, "model/arch=mlp", "trainer.max_epochs=1", "logger=none",
-                                       "callbacks.embeddings=null", "+trainer.limit_train_batches=5",
-                                       "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
-                                       f"hydra.run.dir={tmp_path / name}"])
-
-    with ThreadPoolExecutor(max_workers=len(RUNS)) as pool:
-        outs = dict(zip(RUNS, pool.map(train, RUNS)))
-    for name in RUNS:
-        assert outs[name].returncode == 0, outs[name].stderr[-3000:]
-        result = read_result(tmp_path / name)
-        assert result["state"] == "completed"
+    runs = {name: [*(LIKELIHOOD if name in IW_RUNS else ["eval=none"]), "model/arch=mlp", "callbacks.embeddings=null"]
+            for name in RUNS}
+    for name, result in train_through_cli(runs, tmp_path).items():
         terms = ("kl_sparsity",) if name == "kl_sparse_ae" else ("kl", "elbo")
         for key in [f"{stage}/{term}" for stage in ("train", "test") for term in terms]:
             assert math.isfinite(result["metrics"][key]), (name, key)

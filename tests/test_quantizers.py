@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from aelab.bottlenecks.vq import VectorQuantizer, perplexity
 from aelab.bottlenecks.vqvae2 import HierarchicalQuantizer
 from aelab.core.build import build
 from aelab.core.errors import ConfigError
-from helpers import FAST, compose_cfg, read_result, run_cli
+from helpers import compose_cfg, train_through_cli
 
 
 def identity_proj(bottleneck: torch.nn.Module) -> torch.nn.Module:
@@ -250,17 +249,9 @@ VARIANT_STATS = {"rvq_vae": [f"{s}_{level}" for s in ("perplexity", "dead_codes"
 @pytest.mark.slow
 def test_each_quantizer_trains_an_epoch_through_the_cli_and_logs_its_stats(tmp_path: Path) -> None:
     """One short epoch of each (processes in parallel): the run completes; commit and the per-level stats at test."""
-    def train(variant: str):
-        return run_cli("aelab-train", [*FAST, f"model={variant}", "trainer.max_epochs=1", "logger=none",
-                                       "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=2",
-                                       "+trainer.limit_test_batches=2", f"hydra.run.dir={tmp_path / variant}"])
-
-    with ThreadPoolExecutor(max_workers=len(VARIANT_STATS)) as pool:
-        outs = dict(zip(VARIANT_STATS, pool.map(train, VARIANT_STATS)))
+    results = train_through_cli({variant: [] for variant in VARIANT_STATS}, tmp_path)
     for variant, names in VARIANT_STATS.items():
-        assert outs[variant].returncode == 0, outs[variant].stderr[-3000:]
-        result = read_result(tmp_path / variant)
-        assert result["state"] == "completed"
+        result = results[variant]
         for key in ["train/commit", "test/commit", *[f"test/{name}" for name in names]]:
             assert math.isfinite(result["metrics"][key]), (variant, key)
         assert result["metrics"][f"test/{names[0]}"] >= 1.0  # a perplexity counts at least one code
