@@ -1,7 +1,8 @@
 """The run skeleton that `aelab-train` and `aelab-eval` share (cf. lightning-hydra-template's `task_wrapper`).
 
-`run_job` marks the record running, builds the loggers, runs the job's body, and records `completed` or `failed`
-(with the error) and closes the loggers with that outcome, whatever happens. `guarded` is the one error rule of
+`run_job` marks the record running, builds the loggers, runs the job's body, and records `completed`, `failed`
+(with the error) or `interrupted` (stopped by a signal: SLURM's SIGTERM, a time limit's SIGUSR2, Ctrl-C; the job
+resumes when run again or requeued) and closes the loggers with that outcome, whatever happens. `guarded` is the one error rule of
 both entry points: an aelab error is one log line and exit code 1; inside a sweep any error is, and the sweep goes
 on (the job is marked failed). Neither imports torch or Lightning at module level.
 """
@@ -41,8 +42,9 @@ def run_job(record: RunRecord, logger_cfg: DictConfig, body: Body, **begin: Any)
         loggers = [build(c) for c in logger_cfg.values() if c is not None]
         metrics, extra = body(loggers)
     except BaseException as err:
-        record.finish("failed", {}, error=f"{type(err).__name__}: {err}")
-        close_loggers(loggers, ok=False)
+        state = "interrupted" if isinstance(err, (SystemExit, KeyboardInterrupt)) else "failed"  # a signal: resumable
+        record.finish(state, {}, error=f"{type(err).__name__}: {err}")
+        close_loggers(loggers, ok=False, interrupted=state == "interrupted")
         raise
     result = record.finish("completed", metrics, **extra)
     close_loggers(loggers, ok=True)

@@ -61,6 +61,7 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None, datamodu
     from aelab.callbacks.rng import RngState
     from aelab.core.build import build
     from aelab.evals.base import Evaluation, run_suite
+    from aelab.tracking.slurm import lightning_plugins
 
     if is_global_zero():
         log.info("data preview: %s", datamodule.preview(Path(cfg.paths.output_dir)))
@@ -70,7 +71,8 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None, datamodu
     if isinstance(model, Baseline):
         return fit_baseline(cfg, model, datamodule, loggers)
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved), RngState()]
-    trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    cluster = lightning_plugins(cfg.trainer.get("plugins"))  # under SLURM: Lightning's auto-requeue off
+    trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks, **cluster)
     check_launch(trainer)
     notes = warn_few_steps(trainer, datamodule, getattr(model, "steps_per_call", 1))
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

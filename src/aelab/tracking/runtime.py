@@ -46,8 +46,12 @@ def parallel_jobs() -> int:
 
 
 def torch_threads(configured: int | None) -> int:
-    """`threads` from the config, else the cores divided among the jobs running in parallel."""
-    return configured if configured else max(1, (os.cpu_count() or 1) // parallel_jobs())
+    """`threads` from the config, else a SLURM task's CPUs, else the cores divided among the jobs running in parallel."""
+    if configured:
+        return configured
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    return max(1, (os.cpu_count() or 1) // parallel_jobs())
 
 
 def limit_threads(configured: int | None) -> int:
