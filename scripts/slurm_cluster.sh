@@ -12,6 +12,7 @@
 # need no cgroups (containers). No accounting (slurmdbd): submitit then reads job states from `squeue` only and
 # warns that `sacct` is missing; a finished job's state comes from its result file, which aelab reads anyway.
 # KillWait=5: a preempted or requeued job gets SIGTERM and 5 s before SIGKILL (clusters use 30 s or more).
+# AuthInfo=cred_expire=10: a requeued job is eligible to start 10 + 1 s after its requeue (SLURM's default: 121 s).
 set -euo pipefail
 
 CONF_DIR=/etc/slurm
@@ -47,6 +48,7 @@ ClusterName=aelab
 SlurmctldHost=$host
 SlurmUser=root
 AuthType=auth/munge
+AuthInfo=cred_expire=10
 StateSaveLocation=$SPOOL/ctld
 SlurmdSpoolDir=$SPOOL/d
 SlurmctldPidFile=$RUN/slurmctld.pid

@@ -21,7 +21,7 @@ from aelab.commands.job import guarded, run_job, stage_metrics
 from aelab.core.errors import ConfigError, positive_int
 from aelab.tracking.console import quiet_libraries
 from aelab.tracking.run import RunRecord
-from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, limit_threads
+from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, limit_threads, started_by_slurm
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,9 @@ def check_corruption(cfg: DictConfig) -> None:
 
 
 def resume_path(cfg: DictConfig, record: RunRecord) -> str | None:
-    """`ckpt_path`, else this folder's last.ckpt when the job ran before and `resume`; a follower takes rank 0's."""
-    if not record.leader:
+    """`ckpt_path`, else this folder's last.ckpt when the job ran before and `resume`. A follower Lightning started
+    takes rank 0's; one SLURM started (at the same time as rank 0) decides the same way from the same files."""
+    if not record.leader and not started_by_slurm():
         return (record.previous or {}).get("resumed_from")
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     return cfg.ckpt_path or (str(last) if cfg.resume and record.previous is not None and last.is_file() else None)

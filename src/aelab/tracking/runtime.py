@@ -74,6 +74,11 @@ def full_errors() -> bool:
     return os.environ.get("AELAB_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "0")) == "1"
 
 
+def started_by_slurm() -> bool:
+    """This process is a task SLURM started (srun, submitit): every rank starts at once, none waits for rank 0."""
+    return "SLURM_PROCID" in os.environ and "SLURM_STEP_ID" in os.environ
+
+
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # set by launchers before any trainer exists
 
 

@@ -1,0 +1,194 @@
+"""SLURM for real: a one-node cluster (scripts/slurm_cluster.sh) runs sweeps through `hydra/launcher=slurm`.
+
+A job sent the time-limit signal (SIGUSR2, what SLURM sends `signal_delay_s` before the limit) and a job requeued
+by `scontrol requeue` go back to the queue by themselves and end with the metrics of an unbroken run of the same
+job (CPU, fixed seed), as one W&B run; a job killed on its node is recorded failed while the others complete; a
+2-task DDP job is one run, across a requeue too. Skipped only where the cluster cannot be installed (not root, no
+apt-get); as root a cluster that does not start is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from aelab.tracking.slurm import lightning_plugins
+from helpers import BIN, FAST, ROOT, run_cli
+
+SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
+# a VAE (the resumed run must draw the same posterior noise), small batches: each epoch is many steps
+JOB = [*FAST, "model=vae", "model/arch=mlp", "model.latent_dim=4", "data.batch_size=8", "trainer.max_epochs=4",
+       "eval=none", "callbacks.embeddings=null", "callbacks.samples=null", "threads=1", "hydra/launcher=slurm"]
+SECONDS: dict[str, float] = {}  # measured here, printed at the end (docs/guides/slurm.md quotes them)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> None:
+    """The one-node cluster, installed and started (idempotent)."""
+    if os.geteuid() != 0:
+        pytest.skip("the one-node SLURM cluster needs root to install and start (scripts/slurm_cluster.sh start)")
+    if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
+        pytest.skip("SLURM is not installed and cannot be here (no apt-get): install slurm-wlm and munge")
+    out = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, f"scripts/slurm_cluster.sh start failed:\n{out.stdout}\n{out.stderr}"
+
+
+@contextlib.contextmanager
+def running_sweep(args: list[str], sweep_dir: Path) -> Iterator[subprocess.Popen]:
+    """`aelab-train -m` with the SLURM launcher in the background; on an error its process and SLURM jobs end."""
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([str(BIN / "aelab-train"), "-m", *args, f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        for array in {p.name.split("_")[0] for p in (sweep_dir / ".submitit").glob("*_*")}:
+            subprocess.run(["scancel", array], capture_output=True)
+        raise
+
+
+def slurm_id(sweep_dir: Path, job: int) -> str:
+    """The SLURM id of a sweep's job: the launcher submits one array, task i = job i."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        arrays = {p.name.split("_")[0] for p in (sweep_dir / ".submitit").glob("*_*") if p.is_dir()}
+        if arrays:
+            return f"{min(arrays, key=int)}_{job}"
+        time.sleep(0.2)
+    raise AssertionError(f"no SLURM job submitted under {sweep_dir}")
+
+
+def when_training(sweep_dir: Path, actions: dict[int, Callable[[str], None]], proc: subprocess.Popen) -> None:
+    """For each job: once its first epoch is saved (last.ckpt), act on its SLURM job (mid-training)."""
+    left, deadline = dict(actions), time.time() + 400
+    while left and time.time() < deadline and proc.poll() is None:
+        for job in [j for j in left if (sweep_dir / str(j) / "checkpoints" / "last.ckpt").is_file()]:
+            left.pop(job)(slurm_id(sweep_dir, job))
+        time.sleep(0.1)
+    assert not left, f"jobs {sorted(left)} never saved an epoch"
+
+
+def slurm(command: list[str]) -> None:
+    """A SLURM command, tried again for up to 10 s while the job "can not be altered now" (between states)."""
+    deadline = time.time() + 10
+    while (out := subprocess.run(command, capture_output=True, text=True)).returncode != 0 and time.time() < deadline:
+        time.sleep(0.5)
+    assert out.returncode == 0, f"{' '.join(command)}: {out.stderr}"
+
+
+def requeue(job_id: str) -> None:
+    SECONDS[f"requeue {job_id}"] = time.time()
+    slurm(["scontrol", "requeue", job_id])
+
+
+def time_limit_signal(job_id: str) -> None:
+    SECONDS[f"requeue {job_id}"] = time.time()
+    slurm(["scancel", "--signal=USR2", job_id])
+
+
+def kill_on_node(job_id: str) -> None:
+    slurm(["scancel", "--signal=KILL", job_id])
+
+
+def records(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")}
+
+
+def final(record: dict) -> dict[str, float]:
+    return {k: v for k, v in record["metrics"].items() if k.startswith(("val/", "test/"))}
+
+
+def wandb_ids(run: Path) -> set[str]:
+    return {p.name.rsplit("-", 1)[1] for p in (run / "wandb").glob("offline-run-*")}
+
+
+@pytest.fixture(scope="module")
+def sweep(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Four copies of one job (tags tell them apart): 0 runs unbroken, 1 gets the time-limit signal, 2 is requeued
+    by `scontrol requeue`, 3 is killed on its node; each after its first epoch."""
+    sweep_dir = tmp_path_factory.mktemp("slurm_sweep")
+    start = time.time()
+    with running_sweep([*JOB, "logger=wandb", "tags=[unbroken],[usr2],[requeue],[killed]"], sweep_dir) as proc:
+        when_training(sweep_dir, {1: time_limit_signal, 2: requeue, 3: kill_on_node}, proc)
+        out, _ = proc.communicate(timeout=600)
+    SECONDS["4-job sweep, wall"] = time.time() - start
+    assert proc.returncode == 1, out[-3000:]  # the killed job
+    return sweep_dir, out
+
+
+@pytest.mark.slow
+def test_requeued_jobs_resume_to_the_unbroken_metrics(sweep: tuple[Path, str]) -> None:
+    sweep_dir, _ = sweep
+    found = records(sweep_dir)
+    assert found["0"]["state"] == "completed" and found["0"]["attempts"] == 1
+    for job in ("1", "2"):  # USR2 (time limit, preemption) and scontrol requeue
+        assert found[job]["state"] == "completed" and found[job]["attempts"] >= 2, found[job]
+        assert found[job]["resumed_from"] == str(sweep_dir / job / "checkpoints" / "last.ckpt")
+        assert final(found[job]) == pytest.approx(final(found["0"]), rel=1e-6) and final(found["0"])
+        SECONDS[f"requeue to resumed training, job {job}"] = found[job]["started_at"] - SECONDS.pop(
+            f"requeue {slurm_id(sweep_dir, int(job))}")
+
+
+@pytest.mark.slow
+def test_a_requeued_job_stays_one_wandb_run(sweep: tuple[Path, str]) -> None:
+    sweep_dir, _ = sweep
+    for job in ("1", "2"):
+        run = sweep_dir / job
+        assert len(list((run / "wandb").glob("offline-run-*"))) >= 2 and len(wandb_ids(run)) == 1
+        out = run_cli("wandb", ["leet", "inspect", "--summary", "--json", json.loads((run / "result.json").read_text())["wandb_dir"]])
+        data = json.loads(out.stdout)
+        assert data["state"] == "finished" and data["summary"]["epoch"] == 3  # the last epoch (0-based) of 4
+    assert len(list((sweep_dir / "wandb").glob("*run-*"))) == 3  # one per job that started W&B, killed one included
+
+
+@pytest.mark.slow
+def test_a_job_killed_on_its_node_is_failed_and_the_others_complete(sweep: tuple[Path, str]) -> None:
+    sweep_dir, out = sweep
+    found = records(sweep_dir)
+    assert found["3"]["state"] == "failed" and "ended on its node without finishing" in found["3"]["error"]
+    assert [found[j]["state"] for j in "012"] == ["completed"] * 3
+    assert "1 of 4 jobs did not complete: 3" in out
+    rows = [line.split("│")[1:4] for line in out.splitlines() if line.startswith("│ ") and line.split("│")[1].strip()]
+    assert [[c.strip() for c in row] for row in rows] == [["0", "completed", "1"], ["1", "completed", str(found["1"]["attempts"])],
+                                                        ["2", "completed", str(found["2"]["attempts"])], ["3", "failed", "1"]]
+
+
+@pytest.mark.slow
+def test_a_two_task_ddp_job_is_one_run_across_a_requeue(cluster: None, tmp_path: Path) -> None:
+    """2 SLURM tasks (one per rank): one folder, one record, one W&B run, requeued mid-training; its metrics equal
+    an unbroken twin's."""
+    args = [*JOB, "trainer=ddp_cpu", "trainer.max_epochs=3", "hydra.launcher.tasks_per_node=2", "logger=wandb",
+            "tags=[unbroken],[requeue]"]
+    with running_sweep(args, tmp_path) as proc:
+        when_training(tmp_path, {1: requeue}, proc)
+        out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    found = records(tmp_path)
+    assert sorted(found) == ["0", "1"] and sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["0", "1"]
+    assert found["0"]["attempts"] == 1 and found["1"]["attempts"] == 2
+    assert "MEMBER: 2/2" in (tmp_path / "1" / "train.log").read_text()  # both ranks ran, in the job's one folder
+    assert final(found["1"]) == pytest.approx(final(found["0"]), rel=1e-6) and final(found["0"])
+    assert len(wandb_ids(tmp_path / "1")) == 1
+
+
+def test_lightning_auto_requeue_is_off_under_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One requeue mechanism (submitit's): under srun Lightning's SLURM environment comes with auto_requeue off."""
+    for name in ("SLURM_NTASKS", "SLURM_JOB_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert lightning_plugins(None) == {}  # not under SLURM: Lightning picks its environment as usual
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    (environment,) = lightning_plugins(None)["plugins"]
+    assert type(environment).__name__ == "SLURMEnvironment" and environment.auto_requeue is False
+    assert lightning_plugins(["mine"]) == {}  # a user's trainer.plugins are kept
+
