@@ -8,7 +8,8 @@
 #   scripts/slurm_cluster.sh stop      # stop the daemons this script started (by their pid files)
 #
 # Every command is idempotent: `start` on a running cluster only checks it. The node is this machine as
-# `slurmd -C` describes it (its CPUs and memory); `ProctrackType=proctrack/linuxproc` and `TaskPlugin=task/none`
+# `slurmd -C` describes it (its CPUs and memory), with at least AELAB_SLURM_MIN_CPUS=4 CPUs (config_overrides: on a
+# 2-core machine 4 one-CPU jobs run at once, sharing the cores, rather than queueing behind each other); `ProctrackType=proctrack/linuxproc` and `TaskPlugin=task/none`
 # need no cgroups (containers). No accounting (slurmdbd): submitit then reads job states from `squeue` only and
 # warns that `sacct` is missing; a finished job's state comes from its result file, which aelab reads anyway.
 # KillWait=5: a preempted or requeued job gets SIGTERM and 5 s before SIGKILL (clusters use 30 s or more).
@@ -21,6 +22,7 @@ RUN=/run/aelab-slurm
 LOGS=/var/log/aelab-slurm
 SPOOL=/var/spool/aelab-slurm
 PARTITION=${AELAB_SLURM_PARTITION:-debug}
+MIN_CPUS=${AELAB_SLURM_MIN_CPUS:-4}  # the node offers at least this many CPUs (oversubscribing a smaller machine)
 
 need_root() {
   [ "$(id -u)" = 0 ] || { echo "slurm_cluster.sh: needs root (apt-get install, daemons in /run)" >&2; exit 2; }
@@ -39,8 +41,12 @@ install() {
 
 write_conf() {
   local node host
-  node=$(slurmd -C | head -1)  # NodeName=<host> CPUs=.. Boards=.. SocketsPerBoard=.. CoresPerSocket=.. ThreadsPerCore=.. RealMemory=..
   host=$(hostname -s)
+  node=$(slurmd -C | head -1)  # NodeName=<host> CPUs=.. Boards=.. SocketsPerBoard=.. CoresPerSocket=.. ThreadsPerCore=.. RealMemory=..
+  cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$node")
+  if [ "$cpus" -lt "$MIN_CPUS" ]; then  # a small machine: SLURM may start more 1-CPU jobs than it has cores
+    node="NodeName=$host CPUs=$MIN_CPUS RealMemory=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$node")"
+  fi
   mkdir -p "$CONF_DIR" "$RUN" "$LOGS" "$SPOOL/ctld" "$SPOOL/d"
   cat >"$CONF.new" <<EOF
 # written by aelab's scripts/slurm_cluster.sh: a one-node cluster on $host
@@ -66,6 +72,7 @@ KillWait=5
 MinJobAge=600
 SchedulerParameters=sched_interval=2,bf_interval=5
 MessageTimeout=20
+SlurmdParameters=config_overrides
 $node State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -105,8 +112,9 @@ start() {
     fi
   fi
   munge -n | unmunge >/dev/null || { echo "slurm_cluster.sh: munge does not work" >&2; exit 1; }
-  if [ "$changed" = 1 ] && alive "$RUN/slurmctld.pid"; then
-    scontrol reconfigure || true
+  if [ "$changed" = 1 ]; then  # a new node or option: the daemons read it at their start
+    stop_daemon slurmd
+    stop_daemon slurmctld
   fi
   alive "$RUN/slurmctld.pid" || slurmctld
   alive "$RUN/slurmd.pid" || slurmd
@@ -132,6 +140,14 @@ status() {
   sinfo -N -o "%N %T %c %m %P"
 }
 
+stop_daemon() {  # stop_daemon <name>: the one whose pid this script recorded
+  if alive "$RUN/$1.pid"; then
+    kill "$(cat "$RUN/$1.pid")"
+    for _ in $(seq 100); do alive "$RUN/$1.pid" || break; sleep 0.1; done
+  fi
+  rm -f "$RUN/$1.pid" "$RUN/$1.pid.foreign"
+}
+
 stop() {
   need_root
   local name
@@ -139,11 +155,7 @@ stop() {
     scancel --quiet --full --state=PENDING,RUNNING --user="$(id -un)" 2>/dev/null || true
   fi
   for name in slurmd slurmctld munged; do
-    if alive "$RUN/$name.pid"; then
-      kill "$(cat "$RUN/$name.pid")"
-      for _ in $(seq 50); do alive "$RUN/$name.pid" || break; sleep 0.1; done
-    fi
-    rm -f "$RUN/$name.pid" "$RUN/$name.pid.foreign"
+    stop_daemon "$name"
   done
   echo "slurm_cluster.sh: stopped"
 }
