@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from helpers import BIN, FAST, ROOT, run_cli
 SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
 # a VAE (the resumed run must draw the same posterior noise), small batches: each epoch is many steps
 JOB = [*FAST, "model=vae", "model/arch=mlp", "model.latent_dim=4", "data.batch_size=8", "trainer.max_epochs=4",
-       "trainer.limit_train_batches=60",
+       "+trainer.limit_train_batches=60",
        "eval=none", "callbacks.embeddings=null", "callbacks.samples=null", "threads=1", "hydra/launcher=slurm"]
 SECONDS: dict[str, float] = {}  # measured here, printed at the end (docs/guides/slurm.md quotes them)
 SENT: dict[Path, float] = {}  # run folder -> when its job was signalled, requeued or killed
@@ -74,7 +75,7 @@ def when_training(sweep_dir: Path, actions: dict[int, Callable[[str], None]], pr
             SENT[sweep_dir / str(job)] = time.time()
             left.pop(job)(slurm_id(sweep_dir, job))
         time.sleep(0.1)
-    assert not left, f"jobs {sorted(left)} never saved an epoch"
+    assert not left, f"jobs {sorted(left)} never saved an epoch" + ("" if proc.poll() is None else proc.stdout.read()[-3000:])
 
 
 def job_state(job_id: str) -> str:
@@ -103,7 +104,12 @@ def time_limit_signal(job_id: str) -> None:
 
 
 def kill_on_node(job_id: str) -> None:
-    signal_job(job_id, "KILL")
+    """SIGKILL to the job's processes on its node (`scontrol listpids`), as when a node's OOM killer or a crash
+    takes them: no signal handler, no record written."""
+    lines = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, check=True).stdout
+    for pid in [int(line.split()[0]) for line in lines.splitlines()[1:] if line.split()[0].isdigit()]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def records(sweep_dir: Path) -> dict[str, dict]:
@@ -153,7 +159,9 @@ def test_a_requeued_job_stays_one_wandb_run(sweep: tuple[Path, str]) -> None:
         out = run_cli("wandb", ["leet", "inspect", "--summary", "--json", json.loads((run / "result.json").read_text())["wandb_dir"]])
         data = json.loads(out.stdout)
         assert data["state"] == "finished" and data["summary"]["epoch"] == 4  # with its final step
-    assert len(list((sweep_dir / "wandb").glob("*run-*"))) == 3  # one per job that started W&B, killed one included
+    links = {p.name for p in (sweep_dir / "wandb").glob("*run-*")}  # the sweep's dashboard: each job once, latest part
+    assert links == {Path(json.loads((sweep_dir / j / "result.json").read_text())["wandb_dir"]).name for j in "012"} | {
+        p.name for p in (sweep_dir / "3" / "wandb").glob("offline-run-*")}
 
 
 @pytest.mark.slow
@@ -161,6 +169,7 @@ def test_a_job_killed_on_its_node_is_failed_and_the_others_complete(sweep: tuple
     sweep_dir, out = sweep
     found = records(sweep_dir)
     assert found["3"]["state"] == "failed" and "ended on its node without finishing" in found["3"]["error"]
+    assert "its record said running" in found["3"]["error"]  # SIGKILL: the job itself could write nothing
     assert [found[j]["state"] for j in "012"] == ["completed"] * 3
     assert "1 of 4 jobs did not complete: 3" in out
     rows = [line.split("│")[1:4] for line in out.splitlines() if line.startswith("│ ") and line.split("│")[1].strip()]
@@ -172,7 +181,7 @@ def test_a_job_killed_on_its_node_is_failed_and_the_others_complete(sweep: tuple
 def test_a_two_task_ddp_job_is_one_run_across_a_requeue(cluster: None, tmp_path: Path) -> None:
     """2 SLURM tasks (one per rank): one folder, one record, one W&B run, requeued mid-training; its metrics equal
     an unbroken twin's."""
-    args = [*JOB, "trainer=ddp_cpu", "trainer.max_epochs=3", "hydra.launcher.tasks_per_node=2", "logger=wandb",
+    args = [*JOB, "trainer=ddp_cpu", "trainer.max_epochs=2", "hydra.launcher.tasks_per_node=2", "logger=wandb",
             "tags=[unbroken],[requeue]"]
     with running_sweep(args, tmp_path) as proc:
         when_training(tmp_path, {1: requeue}, proc)
@@ -192,6 +201,7 @@ def test_lightning_auto_requeue_is_off_under_slurm(monkeypatch: pytest.MonkeyPat
         monkeypatch.delenv(name, raising=False)
     assert lightning_plugins(None) == {}  # not under SLURM: Lightning picks its environment as usual
     monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")
     monkeypatch.setenv("SLURM_JOB_NAME", "train")
     (environment,) = lightning_plugins(None)["plugins"]
     assert type(environment).__name__ == "SLURMEnvironment" and environment.auto_requeue is False

@@ -44,7 +44,10 @@ def run_job(record: RunRecord, logger_cfg: DictConfig, body: Body, **begin: Any)
     except BaseException as err:
         state = "interrupted" if isinstance(err, (SystemExit, KeyboardInterrupt)) else "failed"  # a signal: resumable
         record.finish(state, {}, error=f"{type(err).__name__}: {err}")
-        close_loggers(loggers, ok=False, interrupted=state == "interrupted")
+        try:  # a signal may have stopped W&B's service too: its error must not hide this one
+            close_loggers(loggers, ok=False, interrupted=state == "interrupted")
+        except Exception as close_err:
+            log.warning("closing the loggers after %s failed: %s", type(err).__name__, close_err)
         raise
     result = record.finish("completed", metrics, **extra)
     close_loggers(loggers, ok=True)

@@ -77,30 +77,37 @@ class SlurmLauncher(SubmititSlurmLauncher):
             left &= queued(sorted(left))
 
     def outcome(self, job: Any, overrides: list[str], num: int) -> JobReturn:
-        """The job's own return (rank 0's), or for a job that ended without one: its record marked failed."""
+        """The job's own return (rank 0's). A job whose record is not completed or failed when it left the queue
+        (killed on its node, cancelled: no attempt is left to finish it) has its record marked failed here."""
         from submitit.core.utils import pickle_load
 
-        if job.paths.result_pickle.exists():
+        record_path = self.run_folder(overrides, num) / "result.json"
+        state = read_record(record_path).get("state") if record_path.is_file() else None
+        if state not in ("completed", "failed"):
+            self.record_lost(job, record_path, overrides, state)
+        elif job.paths.result_pickle.exists():
             status, value = pickle_load(job.paths.result_pickle)
             if status == "success":
                 return value[0] if isinstance(value, list) else value
             log.error("SLURM job %s (sweep job %d) raised:\n%s", job.job_id, num, value)
-        else:
-            self.record_lost(job, overrides, num)
         failed = JobReturn(overrides=overrides, status=JobStatus.FAILED)
-        failed._return_value = RuntimeError(f"SLURM job {job.job_id} ended without a result")
+        failed._return_value = RuntimeError(f"SLURM job {job.job_id} did not complete")
         return failed
 
-    def record_lost(self, job: Any, overrides: list[str], num: int) -> None:
-        """A job killed on its node cannot say so: its result.json, still `running`, is marked failed here."""
+    def run_folder(self, overrides: list[str], num: int) -> Path:
+        """The job's run folder, as Hydra names it (hydra.sweep.dir / hydra.sweep.subdir)."""
         from omegaconf import open_dict
 
         config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         with open_dict(config.hydra.job):
             config.hydra.job.num = num
-        path = Path(config.hydra.sweep.dir) / str(config.hydra.sweep.subdir) / "result.json"
-        error = f"SLURM job {job.job_id} ended on its node without finishing (killed, or its node failed); see {job.paths.stderr}"
-        log.error("sweep job %d: %s", num, error)
+        return Path(config.hydra.sweep.dir) / str(config.hydra.sweep.subdir)
+
+    @staticmethod
+    def record_lost(job: Any, path: Path, overrides: list[str], state: str | None) -> None:
+        """A job killed on its node cannot say so: its record (`running`, or `interrupted` by a cancel) says it here."""
+        error = (f"SLURM job {job.job_id} ended on its node without finishing (killed, cancelled or its node failed; "
+                 f"its record said {state}); see {job.paths.stderr}")
+        log.error("%s: %s", path.parent, error)
         record = read_record(path) if path.is_file() else {"metrics": {}, "overrides": overrides, "attempts": 1}
-        if record.get("state") != "completed":
-            write_json(path, {**record, "state": "failed", "error": error, "finished_at": round(time.time(), 3)})
+        write_json(path, {**record, "state": "failed", "error": error, "finished_at": round(time.time(), 3)})
