@@ -106,7 +106,8 @@ def time_limit_signal(job_id: str) -> None:
 def kill_on_node(job_id: str) -> None:
     """SIGKILL to the job's processes on its node (`scontrol listpids`), as when a node's OOM killer or a crash
     takes them: no signal handler, no record written."""
-    lines = subprocess.run(["scontrol", "listpids", job_id], capture_output=True, text=True, check=True).stdout
+    own_id = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%A"], capture_output=True, text=True).stdout.strip()
+    lines = subprocess.run(["scontrol", "listpids", own_id], capture_output=True, text=True, check=True).stdout
     for pid in [int(line.split()[0]) for line in lines.splitlines()[1:] if line.split()[0].isdigit()]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
