@@ -51,7 +51,7 @@ class SweepSummary(Callback):
         console.print(table)
         for line in dashboard_commands(sweep_dir):
             console.print(line, soft_wrap=True)
-        failed = [folder.name for folder, record in records if record["state"] != "completed"]
+        failed = [folder.name for folder, record in records if record["state"] not in ("completed", "pruned")]
         if failed:
             log.error("%d of %d jobs did not complete: %s", len(failed), len(records), ", ".join(failed))
             raise SystemExit(1)

@@ -16,6 +16,7 @@ goes on; submitit alone asks `sacct`, which a cluster without accounting lacks, 
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import time
 from collections.abc import Sequence
@@ -83,16 +84,16 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
         record_path = self.run_folder(overrides, num) / "result.json"
         state = read_record(record_path).get("state") if record_path.is_file() else None
-        if state not in ("completed", "failed"):
+        if state not in ("completed", "failed", "pruned"):
             self.record_lost(job, record_path, overrides, state)
         elif job.paths.result_pickle.exists():
             status, value = pickle_load(job.paths.result_pickle)
             if status == "success":
                 return value[0] if isinstance(value, list) else value
             log.error("SLURM job %s (sweep job %d) raised:\n%s", job.job_id, num, value)
-        failed = JobReturn(overrides=overrides, status=JobStatus.FAILED)
-        failed._return_value = RuntimeError(f"SLURM job {job.job_id} did not complete")
-        return failed
+        lost = JobReturn(overrides=overrides, status=JobStatus.COMPLETED)  # as a failed job returns: the sweep goes on
+        lost._return_value = math.nan
+        return lost
 
     def run_folder(self, overrides: list[str], num: int) -> Path:
         """The job's run folder, as Hydra names it (hydra.sweep.dir / hydra.sweep.subdir)."""
