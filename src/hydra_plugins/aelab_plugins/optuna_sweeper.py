@@ -30,8 +30,8 @@ WORKER_ENV = "AELAB_OPTUNA_WORKER"  # set in the workers this sweeper starts: th
 
 
 def distribution(value: Any) -> Any:
-    """Hydra's sweep syntax as an Optuna distribution: choice(...) categorical, interval(a, b) float (int when both
-    ends are ints), tag(log, interval(...)) on a log scale, range(a, b[, step]) int."""
+    """Hydra's sweep syntax as an Optuna distribution (as hydra-optuna-sweeper read it): choice(...) categorical,
+    interval(a, b) float, tag(int, interval(a, b)) int, tag(log, ...) on a log scale, range(a, b[, step]) int."""
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -40,8 +40,8 @@ def distribution(value: Any) -> Any:
     log_scale = "log" in value.tags
     if isinstance(value, RangeSweep):
         return IntDistribution(int(value.start), int(value.stop) - 1, step=int(value.step or 1))
-    if isinstance(value, IntervalSweep) and isinstance(value.start, int) and isinstance(value.end, int):
-        return IntDistribution(value.start, value.end, log=log_scale)
+    if isinstance(value, IntervalSweep) and "int" in value.tags:  # Hydra reads interval ends as floats
+        return IntDistribution(int(value.start), int(value.end), log=log_scale)
     return FloatDistribution(float(value.start), float(value.end), log=log_scale)
 
 
@@ -80,13 +80,11 @@ class OptunaSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        space, fixed = {}, []
+        chosen = {}  # key -> override: the command line's replaces the config's `params` of the same key
         for override in parser.parse_overrides([f"{k}={v}" for k, v in self.params.items()] + arguments):
-            key = override.get_key_element()
-            if override.is_sweep_override():
-                space[key] = distribution(override.value())
-            else:
-                fixed.append(f"{key}={override.get_value_element_as_str()}")
+            chosen[override.get_key_element()] = override
+        space = {k: distribution(o.value()) for k, o in chosen.items() if o.is_sweep_override()}
+        fixed = [f"{k}={o.get_value_element_as_str()}" for k, o in chosen.items() if not o.is_sweep_override()]
         self.storage = open_storage(str(self.options["storage"]))
         sampler = build(self.sampler_cfg) if self.sampler_cfg else None
         study = optuna.create_study(storage=self.storage, study_name=self.options["study_name"], sampler=sampler,
