@@ -208,3 +208,24 @@ def test_lightning_auto_requeue_is_off_under_slurm(monkeypatch: pytest.MonkeyPat
     assert type(environment).__name__ == "SLURMEnvironment" and environment.auto_requeue is False
     assert lightning_plugins(["mine"]) == {}  # a user's trainer.plugins are kept
 
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("AELAB_SLURM_TIME_LIMIT") != "1",
+                    reason="opt-in (about 8 minutes): AELAB_SLURM_TIME_LIMIT=1 runs a job through real 3-minute limits")
+def test_a_job_longer_than_its_time_limit_completes_over_several_attempts(cluster: None, tmp_path: Path) -> None:
+    """A real limit: timeout_min=3 with the shipped signal_delay_s (SIGUSR2 60 s before it) and max_num_timeout; the
+    job needs about 5 minutes of training on one CPU, so it is requeued at least once and completes."""
+    start = time.time()
+    out = run_cli("aelab-train", ["-m", *FAST, "model/arch=mlp", "model.latent_dim=4", "data.batch_size=8", "threads=1",
+                                  "trainer.max_epochs=200", "logger=none", "eval=none", "callbacks.embeddings=null",
+                                  "callbacks.samples=null", "hydra/launcher=slurm", "hydra.launcher.timeout_min=3",
+                                  f"hydra.sweep.dir={tmp_path}"])
+    SECONDS["3-minute limit, job wall"] = time.time() - start
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    record = records(tmp_path)["0"]
+    print(f"\n3-minute limit: {record['attempts']} attempts, {SECONDS['3-minute limit, job wall']:.0f} s in all, "
+          f"resumed from {record['resumed_from']}, test/mse {record['metrics']['test/mse']:.5f}")
+    assert record["state"] == "completed" and record["attempts"] >= 2
+    assert record["resumed_from"] == str(tmp_path / "0" / "checkpoints" / "last.ckpt")
+    assert "this job is timed-out" in "".join(p.read_text() for p in (tmp_path / ".submitit").glob("*/*.err"))
