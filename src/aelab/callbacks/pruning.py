@@ -4,7 +4,8 @@ The Optuna sweeper (`hydra/sweeper=optuna`) names the running trial in the envir
 storage, study, trial id and pruner); at every validation end this callback reports the monitored metric at step
 = epoch and asks the pruner whether the trial should stop. If so, training ends with `TrialPruned`, the run is
 recorded `pruned` (not failed: it was stopped, not broken) and the sweeper tells the study PRUNED. Outside an
-Optuna sweep it does nothing. Reports come from rank 0 only; under DDP a pruned rank 0 ends the job for all.
+Optuna sweep it does nothing. Single-process trials only: under DDP it reports from rank 0 alone, and a pruned
+rank 0 would leave the other ranks waiting (not tested; prune DDP trials by their time budget instead).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from aelab.tracking.study import TrialRef, open_storage
 
 
 class TrialPruned(AelabError):
-    """The trial's pruner stopped it; `state` is what the run record says."""
+    """The trial's pruner stopped it; `record_state` is what the run record says."""
 
-    state = "pruned"
+    record_state = "pruned"
 
 
 class OptunaPruning(pl.Callback):
