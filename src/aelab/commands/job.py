@@ -42,7 +42,8 @@ def run_job(record: RunRecord, logger_cfg: DictConfig, body: Body, **begin: Any)
         loggers = [build(c) for c in logger_cfg.values() if c is not None]
         metrics, extra = body(loggers)
     except BaseException as err:
-        state = "interrupted" if isinstance(err, (SystemExit, KeyboardInterrupt)) else getattr(err, "record_state", "failed")
+        signalled = isinstance(err, (SystemExit, KeyboardInterrupt))  # SLURM's SIGTERM, SIGUSR2's requeue, Ctrl-C
+        state = "interrupted" if signalled else getattr(err, "record_state", "failed")
         record.finish(state, {}, error=f"{type(err).__name__}: {err}")
         try:  # a signal may have stopped W&B's service too: its error must not hide this one
             close_loggers(loggers, ok=False, interrupted=state == "interrupted")
