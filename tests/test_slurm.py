@@ -229,3 +229,12 @@ def test_a_job_longer_than_its_time_limit_completes_over_several_attempts(cluste
     assert record["state"] == "completed" and record["attempts"] >= 2
     assert record["resumed_from"] == str(tmp_path / "0" / "checkpoints" / "last.ckpt")
     assert "this job is timed-out" in "".join(p.read_text() for p in (tmp_path / ".submitit").glob("*/*.err"))
+
+
+def test_torch_threads_follow_a_slurm_tasks_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aelab.tracking.runtime import torch_threads
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    assert torch_threads(None) == 3 and torch_threads(2) == 2  # `threads=` still wins
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert torch_threads(None) == (os.cpu_count() or 1)  # outside SLURM and a sweep: every core
