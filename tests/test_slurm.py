@@ -218,7 +218,7 @@ def test_a_job_longer_than_its_time_limit_completes_over_several_attempts(cluste
     job needs about 5 minutes of training on one CPU, so it is requeued at least once and completes."""
     start = time.time()
     out = run_cli("aelab-train", ["-m", *FAST, "model/arch=mlp", "model.latent_dim=4", "data.batch_size=8", "threads=1",
-                                  "trainer.max_epochs=200", "logger=none", "eval=none", "callbacks.embeddings=null",
+                                  "trainer.max_epochs=60", "logger=none", "eval=none", "callbacks.embeddings=null",
                                   "callbacks.samples=null", "hydra/launcher=slurm", "hydra.launcher.timeout_min=3",
                                   f"hydra.sweep.dir={tmp_path}"])
     SECONDS["3-minute limit, job wall"] = time.time() - start
