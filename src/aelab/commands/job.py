@@ -3,8 +3,9 @@
 `run_job` marks the record running, builds the loggers, runs the job's body, and records `completed`, `failed`
 (with the error), `interrupted` (stopped by a signal: SLURM's SIGTERM, a time limit's SIGUSR2, Ctrl-C; the job
 resumes when run again or requeued) or the state an error declares (`pruned`: Optuna's pruner stopped it), and
-closes the loggers with that outcome, whatever happens. `guarded` is the one error rule of both entry points: an aelab error is one log line and exit code 1; inside a sweep any error is, and the sweep goes
-on (the job is marked failed). Neither imports torch or Lightning at module level.
+closes the loggers with that outcome, whatever happens. `guarded` is the one error rule of both entry points: an
+aelab error is one log line and exit code 1; inside a sweep any error is, and the sweep goes on (the job is marked
+failed). Neither imports torch or Lightning at module level.
 """
 
 from __future__ import annotations
