@@ -7,11 +7,13 @@
 #   scripts/slurm_cluster.sh status    # exit 0 and print the node line when the cluster takes jobs
 #   scripts/slurm_cluster.sh stop      # stop the daemons this script started (by their pid files)
 #
-# Every command is idempotent: `start` on a running cluster only checks it. The node is this machine as
-# `slurmd -C` describes it (its CPUs and memory), with at least AELAB_SLURM_MIN_CPUS=4 CPUs (config_overrides: on a
-# 2-core machine 4 one-CPU jobs run at once, sharing the cores, rather than queueing behind each other); `ProctrackType=proctrack/linuxproc` and `TaskPlugin=task/none`
-# need no cgroups (containers). No accounting (slurmdbd): submitit then reads job states from `squeue` only and
-# warns that `sacct` is missing; a finished job's state comes from its result file, which aelab reads anyway.
+# Every command is idempotent: `start` on a running cluster only checks it; a changed slurm.conf restarts the
+# daemons. The node is this machine as `slurmd -C` describes it (CPUs, memory), with at least
+# AELAB_SLURM_MIN_CPUS=4 CPUs (config_overrides: on a 2-core machine four one-CPU jobs share the cores rather than
+# queue behind each other). `ProctrackType=proctrack/linuxproc` and `TaskPlugin=task/none` need no cgroups
+# (containers). No accounting (slurmdbd): aelab's launcher (hydra/launcher=slurm) reads job states from `squeue`;
+# submitit's own waiting asks `sacct`, so hydra-submitit-launcher's `submitit_slurm` warns on every poll here and
+# never sees a job that died without a result file end.
 # KillWait=5: a preempted or requeued job gets SIGTERM and 5 s before SIGKILL (clusters use 30 s or more).
 # AuthInfo=cred_expire=10: a requeued job is eligible to start 10 + 1 s after its requeue (SLURM's default: 121 s).
 set -euo pipefail
