@@ -214,14 +214,15 @@ def test_lightning_auto_requeue_is_off_under_slurm(monkeypatch: pytest.MonkeyPat
 @pytest.mark.skipif(os.environ.get("AELAB_SLURM_TIME_LIMIT") != "1",
                     reason="opt-in (about 8 minutes): AELAB_SLURM_TIME_LIMIT=1 runs a job through real 3-minute limits")
 def test_a_job_longer_than_its_time_limit_completes_over_several_attempts(cluster: None, tmp_path: Path) -> None:
-    """A real limit: timeout_min=3 with the shipped signal_delay_s (SIGUSR2 60 s before it) and max_num_timeout; the
-    job needs about 4 minutes of training on an idle CPU core (more on a shared one), so it is requeued at least once
-    and completes."""
+    """A real limit: timeout_min=3 with the shipped signal_delay_s (SIGUSR2 60 s before it); the job needs several
+    limits' worth of training (300 epochs: about 4 minutes on an idle CPU core, far more on a busy one, hence
+    max_num_timeout=30 and AELAB_SLURM_TIME_LIMIT_EPOCHS to set the work), so it is requeued and completes."""
+    epochs = int(os.environ.get("AELAB_SLURM_TIME_LIMIT_EPOCHS", "300"))
     start = time.time()
     out = run_cli("aelab-train", ["-m", *FAST, "model/arch=mlp", "model.latent_dim=4", "data.batch_size=8", "threads=1",
-                                  "trainer.max_epochs=300", "logger=none", "eval=none", "callbacks.embeddings=null",
+                                  f"trainer.max_epochs={epochs}", "logger=none", "eval=none", "callbacks.embeddings=null",
                                   "callbacks.samples=null", "hydra/launcher=slurm", "hydra.launcher.timeout_min=3",
-                                  f"hydra.sweep.dir={tmp_path}"])
+                                  "hydra.launcher.max_num_timeout=30", f"hydra.sweep.dir={tmp_path}"])
     SECONDS["3-minute limit, job wall"] = time.time() - start
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     record = records(tmp_path)["0"]
