@@ -212,7 +212,7 @@ def test_lightning_auto_requeue_is_off_under_slurm(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("AELAB_SLURM_TIME_LIMIT") != "1",
-                    reason="opt-in (about 8 minutes): AELAB_SLURM_TIME_LIMIT=1 runs a job through real 3-minute limits")
+                    reason="opt-in (about 5 minutes): AELAB_SLURM_TIME_LIMIT=1 runs a job through real 3-minute limits")
 def test_a_job_longer_than_its_time_limit_completes_over_several_attempts(cluster: None, tmp_path: Path) -> None:
     """A real limit: timeout_min=3 with the shipped signal_delay_s (SIGUSR2 60 s before it); the job needs several
     limits' worth of training (300 epochs: about 4 minutes on an idle CPU core, far more on a busy one, hence
