@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -51,8 +52,9 @@ def test_two_workers_share_one_study_and_prune_a_bad_trial(tmp_path: Path) -> No
     study = study_of(tmp_path)
     for lr in (GOOD, GOOD, BAD, BAD):
         study.enqueue_trial({"model.optimizer.lr": lr})
-    out = run_cli("aelab-train", [*SEARCH, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_workers=2",
-                                  "trainer.max_epochs=3", f"hydra.sweep.dir={tmp_path}"])
+    out = run_cli("aelab-train", [*SEARCH, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_workers=2", "trainer.max_epochs=3",
+                                  "trainer.limit_train_batches=100", f"hydra.sweep.dir={tmp_path}"])  # good trials: long
+    # enough that the second worker (a new process importing torch) gets to ask before the first has run all four
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     trials = study_of(tmp_path).get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED", "PRUNED"]
@@ -62,8 +64,8 @@ def test_two_workers_share_one_study_and_prune_a_bad_trial(tmp_path: Path) -> No
     for t in trials[2:]:  # stopped by the pruner, recorded as such (not failed), at its first report
         assert found[str(t.number)]["state"] == "pruned" and "pruned by Optuna at epoch 0" in found[str(t.number)]["error"]
         assert list(t.intermediate_values) == [0] and t.intermediate_values[0] > max(u.value for u in trials[:2])
-    assert found["1"]["started_at"] < found["0"]["finished_at"]  # the two workers trained at the same time
-    assert len(list((tmp_path / ".workers").glob("local-*.out"))) == 1  # the second worker: a process of its own
+    (log,) = (tmp_path / ".workers").glob("local-*.out")  # the second worker: a process of its own, which asked
+    assert re.search(r"trial \d in ", log.read_text())  # the shared study for a trial and trained it
     best = min(trials[:2], key=lambda t: t.value).number
     assert json.loads((tmp_path / "optuna.json").read_text())["best_trial"] == best
     report = run_cli("aelab-report", [str(tmp_path)])

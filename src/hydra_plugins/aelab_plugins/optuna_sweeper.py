@@ -89,10 +89,12 @@ class OptunaSweeper(Sweeper):
         sampler = build(self.sampler_cfg) if self.sampler_cfg else None
         study = optuna.create_study(storage=self.storage, study_name=self.options["study_name"], sampler=sampler,
                                     direction=self.options["direction"], load_if_exists=True)
-        workers = self.start_workers(sweep_dir) if not os.environ.get(WORKER_ENV) else []
+        started = not os.environ.get(WORKER_ENV)  # by the user: it starts the others and writes the summary
+        workers = self.start_workers(sweep_dir) if started else []
         returns = self.work(study, space, fixed, sweep_dir)
         self.wait_for(workers)
-        write_summary(study, sweep_dir, str(self.config.get("optimized_metric")))
+        if started:
+            write_summary(study, sweep_dir, str(self.config.get("optimized_metric")))
         return returns
 
     def work(self, study: Any, space: dict[str, Any], fixed: list[str], sweep_dir: Path) -> list[Any]:
