@@ -104,7 +104,7 @@ test-fast: setup
 # from that folder, a short training run and its report, no extra's package installed, and the one-line errors of
 # two extras' features. tests/test_extras.py checks the same in the project venv with the extras' modules blocked.
 WHEEL_CHECK := /tmp/aelab-wheel-check
-EXTRA_PACKAGES := soundfile|noisereduce|scikit-image|PyWavelets|hydra-optuna-sweeper|optuna|SQLAlchemy|alembic|onnx|onnxscript|onnxruntime|gradio|torch-fidelity
+EXTRA_PACKAGES := soundfile|noisereduce|scikit-image|PyWavelets|optuna|SQLAlchemy|alembic|onnx|onnxscript|onnxruntime|gradio|torch-fidelity
 wheel-check:
 	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)
 	$(PYTHON) -m venv $(WHEEL_CHECK)/venv

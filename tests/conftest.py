@@ -44,7 +44,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The bad-input battery's time from launch to a config error (target under 5 s: reported, not asserted)."""
+    """Times measured, reported and not asserted: the SLURM tests' (sweep wall time, requeue to resumed training) and
+    the bad-input battery's from launch to a config error (target under 5 s)."""
+    slurm = getattr(sys.modules.get("test_slurm"), "SECONDS", {})
+    if slurm:
+        terminalreporter.write_line("SLURM, seconds: " + ", ".join(f"{what} {t:.1f}" for what, t in sorted(slurm.items())))
     times = getattr(sys.modules.get("test_bad_input"), "SECONDS_TO_ERROR", {})
     if times:
         terminalreporter.write_line("seconds from launch to the config error (target < 5 s): "

@@ -19,6 +19,7 @@ LAYERS = [
     {"callbacks", "reporting"},
     {"commands", "explore"},
     {"cli", "__main__", "api"},  # entry points: the command line's and Python's (aelab.api), neither imports the other
+    {"aelab_plugins"},  # hydra_plugins.aelab_plugins: the SLURM launcher and the Optuna sweeper, which Hydra loads
 ]
 LEVEL = {package: level for level, packages in enumerate(LAYERS) for package in packages}
 

@@ -197,17 +197,3 @@ def test_resume_after_a_kill_skips_finished_jobs_and_continues_the_interrupted_o
     assert sorted(runs) == ["0", "1", "2"] and len(list((tmp_path / "wandb").glob("*run-*"))) == 3  # one run per job
     assert Path(after["1"]["wandb_dir"]).name in {p.name for p in (tmp_path / "wandb").iterdir()}  # its latest part
     assert runs["1"]["state"] == "finished" and runs["1"]["summary"]["epoch"] == 4  # with its final step
-
-
-def test_optuna_study_lives_in_the_sweep_folder_and_continues(tmp_path: Path) -> None:
-    args = ["hparams_search=optuna_fmnist", "data=digits", "hydra.sweeper.n_trials=2", "trainer.max_epochs=1",
-            "logger=none", "callbacks.progress=null", f"hydra.sweep.dir={tmp_path}"]
-    for _ in range(2):
-        out = run_cli("aelab-train", args)
-        assert out.returncode == 0, out.stderr[-3000:]
-    import optuna
-
-    study = optuna.load_study(study_name="ae_digits", storage=f"sqlite:///{tmp_path}/optuna.db")
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
-    values = sorted(r["metrics"]["val/mse"] for r in records(tmp_path).values())
-    assert sorted(t.value for t in study.trials) == pytest.approx(values)

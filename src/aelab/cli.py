@@ -34,7 +34,7 @@ EXAMPLES = {
               "aelab-apply ckpt_path=<run>/checkpoints/best.ckpt output=exported/ mode=export"],
 }
 CONFIG = {"train": "train", "eval": "eval", "check": "train", "apply": "apply"}  # the entry config each command composes
-HYDRA_PLUGINS = {"hydra/sweeper/optuna": "optuna"}  # Hydra plugin configs that an aelab extra installs
+HYDRA_PLUGINS: dict[str, str] = {}  # Hydra plugin configs that an aelab extra installs (aelab ships its own sweeper config)
 
 
 def search_path(args: list[str]) -> list[Path]:

@@ -1,9 +1,11 @@
 """The run skeleton that `aelab-train` and `aelab-eval` share (cf. lightning-hydra-template's `task_wrapper`).
 
-`run_job` marks the record running, builds the loggers, runs the job's body, and records `completed` or `failed`
-(with the error) and closes the loggers with that outcome, whatever happens. `guarded` is the one error rule of
-both entry points: an aelab error is one log line and exit code 1; inside a sweep any error is, and the sweep goes
-on (the job is marked failed). Neither imports torch or Lightning at module level.
+`run_job` marks the record running, builds the loggers, runs the job's body, and records `completed`, `failed`
+(with the error), `interrupted` (stopped by a signal: SLURM's SIGTERM, a time limit's SIGUSR2, Ctrl-C; the job
+resumes when run again or requeued) or the state an error declares (`pruned`: Optuna's pruner stopped it), and
+closes the loggers with that outcome, whatever happens. `guarded` is the one error rule of both entry points: an
+aelab error is one log line and exit code 1; inside a sweep any error is, and the sweep goes on (the job is marked
+failed). Neither imports torch or Lightning at module level.
 """
 
 from __future__ import annotations
@@ -41,8 +43,13 @@ def run_job(record: RunRecord, logger_cfg: DictConfig, body: Body, **begin: Any)
         loggers = [build(c) for c in logger_cfg.values() if c is not None]
         metrics, extra = body(loggers)
     except BaseException as err:
-        record.finish("failed", {}, error=f"{type(err).__name__}: {err}")
-        close_loggers(loggers, ok=False)
+        signalled = isinstance(err, (SystemExit, KeyboardInterrupt))  # SLURM's SIGTERM, SIGUSR2's requeue, Ctrl-C
+        state = "interrupted" if signalled else getattr(err, "record_state", "failed")
+        record.finish(state, {}, error=f"{type(err).__name__}: {err}")
+        try:  # a signal may have stopped W&B's service too: its error must not hide this one
+            close_loggers(loggers, ok=False, interrupted=state == "interrupted")
+        except Exception as close_err:
+            log.warning("closing the loggers after %s failed: %s", type(err).__name__, close_err)
         raise
     result = record.finish("completed", metrics, **extra)
     close_loggers(loggers, ok=True)

@@ -21,7 +21,7 @@ from aelab.commands.job import guarded, run_job, stage_metrics
 from aelab.core.errors import ConfigError, positive_int
 from aelab.tracking.console import quiet_libraries
 from aelab.tracking.run import RunRecord
-from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, limit_threads
+from aelab.tracking.runtime import is_global_zero, is_multirun, job_overrides, limit_threads, started_by_slurm
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None, datamodu
     from aelab.callbacks.rng import RngState
     from aelab.core.build import build
     from aelab.evals.base import Evaluation, run_suite
+    from aelab.tracking.slurm import lightning_plugins
 
     if is_global_zero():
         log.info("data preview: %s", datamodule.preview(Path(cfg.paths.output_dir)))
@@ -70,7 +71,8 @@ def fit_and_test(cfg: DictConfig, loggers: list, ckpt_path: str | None, datamodu
     if isinstance(model, Baseline):
         return fit_baseline(cfg, model, datamodule, loggers)
     callbacks = [build(c) for c in cfg.callbacks.values() if c is not None] + [StoreConfig(resolved), RngState()]
-    trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    cluster = lightning_plugins(cfg.trainer.get("plugins"))  # under SLURM: Lightning's auto-requeue off
+    trainer = build(cfg.trainer, logger=loggers or False, callbacks=callbacks, **cluster)
     check_launch(trainer)
     notes = warn_few_steps(trainer, datamodule, getattr(model, "steps_per_call", 1))
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -212,8 +214,9 @@ def check_corruption(cfg: DictConfig) -> None:
 
 
 def resume_path(cfg: DictConfig, record: RunRecord) -> str | None:
-    """`ckpt_path`, else this folder's last.ckpt when the job ran before and `resume`; a follower takes rank 0's."""
-    if not record.leader:
+    """`ckpt_path`, else this folder's last.ckpt when the job ran before and `resume`. A follower Lightning started
+    takes rank 0's; one SLURM started (at the same time as rank 0) decides the same way from the same files."""
+    if not record.leader and not started_by_slurm():
         return (record.previous or {}).get("resumed_from")
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     return cfg.ckpt_path or (str(last) if cfg.resume and record.previous is not None and last.is_file() else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import html
+import json
 import sys
 from pathlib import Path
 
@@ -217,7 +218,7 @@ def report(sweep: Path, metrics: list[str] | None = None) -> dict[str, Path]:
         rows = sort_rows(paper.add_aggregate(varying, rows, **reference["aggregate"]))
     best = best_rows(rows, metrics, direction)
     failed = [(folder, r) for folder, r in runs if r["state"] != "completed"]
-    table_md = markdown(varying, rows, metrics, best, failed, direction)
+    table_md = markdown(varying, rows, metrics, best, failed, direction) + study_lines(sweep)
     out = {ext: sweep / f"report.{ext}" for ext in ("md", "csv", "tex", "html")}
     tex = latex(varying, rows, metrics, best, direction)
     if reference:
@@ -237,7 +238,26 @@ def report(sweep: Path, metrics: list[str] | None = None) -> dict[str, Path]:
     plots = [plot(sweep / f"plot_{m.replace('/', '_')}.png", m, varying, rows) for m in metrics if rows]
     out["html"].write_text(page(sweep, table_md, plots, runs))
     print_table(varying, rows, metrics, best, failed)
+    for line in study_lines(sweep).strip().splitlines():
+        print(line)
     return out
+
+
+def study_lines(sweep: Path) -> str:
+    """An Optuna sweep's trials (`<sweep>/optuna.json`, written by the sweeper), its best trial marked; "" otherwise."""
+    path = sweep / "optuna.json"
+    if not path.is_file():
+        return ""
+    study = json.loads(path.read_text())
+    lines = ["", f"Optuna study `{study['study']}` ({study['direction']} {study['metric']}): "
+             f"{len(study['trials'])} trials, best trial {study['best_trial']}", "",
+             "| trial | run folder | state | value | parameters |", "|---|---|---|---|---|"]
+    for t in study["trials"]:
+        mark = "**best** " if t["number"] == study["best_trial"] else ""
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        value = f"{t['value']:.4g}" if t["value"] is not None else ""
+        lines.append(f"| {mark}{t['number']} | `{t['folder']}` | {t['state']} | {value} | {params} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -87,7 +87,8 @@ class RunRecord:
 
     @property
     def completed_before(self) -> bool:
-        return self.leader and self.previous is not None and self.previous.get("state") == "completed"
+        """A follower sees it too: SLURM starts every rank of a finished job again, and all of them skip it."""
+        return self.previous is not None and self.previous.get("state") == "completed"
 
     def begin(self, **extra: Any) -> None:
         """Mark the run as running (on disk at once, so a killed run is never taken for a finished one)."""

@@ -46,8 +46,12 @@ def parallel_jobs() -> int:
 
 
 def torch_threads(configured: int | None) -> int:
-    """`threads` from the config, else the cores divided among the jobs running in parallel."""
-    return configured if configured else max(1, (os.cpu_count() or 1) // parallel_jobs())
+    """`threads` from the config, else a SLURM task's CPUs, else the cores divided among the jobs running in parallel."""
+    if configured:
+        return configured
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    return max(1, (os.cpu_count() or 1) // parallel_jobs())
 
 
 def limit_threads(configured: int | None) -> int:
@@ -68,6 +72,11 @@ def limit_threads(configured: int | None) -> int:
 def full_errors() -> bool:
     """Show tracebacks: HYDRA_FULL_ERROR=1 as the user set it (aelab.cli keeps it in AELAB_FULL_ERROR)."""
     return os.environ.get("AELAB_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "0")) == "1"
+
+
+def started_by_slurm() -> bool:
+    """This process is a task SLURM started (srun, submitit): every rank starts at once, none waits for rank 0."""
+    return "SLURM_PROCID" in os.environ and "SLURM_STEP_ID" in os.environ
 
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")  # set by launchers before any trainer exists

@@ -29,7 +29,7 @@ def dashboard_commands(sweep_dir: Path) -> list[str]:
 
 
 class SweepSummary(Callback):
-    """Hydra callback: prints the sweep's table of jobs; exits with status 1 when a job failed."""
+    """Hydra callback: prints the sweep's table of jobs (state, attempts: starts incl. requeues and resumes); exits with status 1 when a job failed."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)  # Optuna's sqlite file lives there
@@ -42,15 +42,16 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         records = job_records(sweep_dir)
         table = Table(title=f"sweep {sweep_dir}")
-        for column in ("job", "state", "overrides", "error"):
+        for column in ("job", "state", "attempts", "overrides", "error"):
             table.add_column(column, overflow="fold")
         for folder, record in records:
-            table.add_row(folder.name, record["state"], " ".join(record.get("overrides", [])), record.get("error", ""))
+            table.add_row(folder.name, record["state"], str(record.get("attempts", "")), " ".join(record.get("overrides", [])),
+                          record.get("error", ""))
         console = make_console()
         console.print(table)
         for line in dashboard_commands(sweep_dir):
             console.print(line, soft_wrap=True)
-        failed = [folder.name for folder, record in records if record["state"] != "completed"]
+        failed = [folder.name for folder, record in records if record["state"] not in ("completed", "pruned")]
         if failed:
             log.error("%d of %d jobs did not complete: %s", len(failed), len(records), ", ".join(failed))
             raise SystemExit(1)
