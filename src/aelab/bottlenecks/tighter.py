@@ -58,6 +58,9 @@ class MultiplyIW(ImportanceWeighted):
         return -(torch.logsumexp(log_w, dim=1) - math.log(self.group_size)).mean(dim=0)  # (M, B) -> (B,)
 
 
+MAX_LOG_SCALE = 80.0  # e^80 is finite in float32; a code whose IWAE weight underflowed passes 0, not 0 * inf = NaN
+
+
 class ScaleGrad(torch.autograd.Function):
     """Identity on codes (N, d); backward multiplies row n's gradient by scale[n], filled in before backward."""
 
@@ -95,7 +98,8 @@ class PartiallyIW(MultiplyIW):
         total = torch.logsumexp(log_w.flatten(0, 1), dim=0)  # (B,)
         group = torch.logsumexp(log_w, dim=1, keepdim=True)  # (M, 1, B)
         if self.pending is not None and len(self.pending) == len(recon):  # MIWAE's / IWAE_MK's weight of each code
-            self.pending.copy_((total - group - math.log(self.groups)).exp().expand_as(log_w).flatten())
+            log_scale = (total - group - math.log(self.groups)).clamp(max=MAX_LOG_SCALE)  # finite: 0 * scale stays 0
+            self.pending.copy_(log_scale.exp().expand_as(log_w).flatten())
             self.pending = None
         miwae_weights = (log_w - group).exp().div(self.groups).flatten()  # (M, K, B) -> (M*K*B,), sample-major
         log_w_decoder = -(recon + kl.detach()).view(self.samples, -1)  # (M*K, B): only recon carries gradient
